@@ -1,0 +1,131 @@
+"""The action contract: plain Python, testable without Airflow.
+
+An action is a class with a pydantic parameter model. The operator renders the
+template parameters, validates them with ``Params``, then calls, in order:
+``precheck`` -> ``run`` -> ``verify``. A mutating action returns, from ``run``,
+the prior state it changed (``ActionResult.undo``); ``undo`` restores it and must
+be safe to call twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+ActionKind = Literal["kubernetes", "monitoring", "custom"]
+ACTION_KINDS: tuple[ActionKind, ...] = ("kubernetes", "monitoring", "custom")
+
+log = logging.getLogger(__name__)
+
+
+class ActionError(Exception):
+    """An action failed for a reason a person can act on; the message says which."""
+
+
+class PreconditionFailed(ActionError):
+    """The action refused to start: nothing was changed."""
+
+
+class VerificationFailed(ActionError):
+    """The action ran but its effect could not be confirmed in time."""
+
+
+class ActionParams(BaseModel):
+    """Base for parameter models: unknown names are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(ActionParams):
+    pass
+
+
+@dataclass
+class ActionResult:
+    """What a step did: ``output`` is shown to people and later steps; ``undo`` restores."""
+
+    output: dict[str, Any] = field(default_factory=dict)
+    undo: dict[str, Any] | None = None
+    changed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "undo": self.undo, "changed": self.changed}
+
+
+def default_kube_client(conn_id: str) -> ApiClient:
+    """Cluster access goes only through the cncf-kubernetes provider's KubernetesHook."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    return KubernetesHook(conn_id=conn_id).api_client
+
+
+@dataclass
+class ActionContext:
+    """Everything an action may use besides its parameters."""
+
+    dry_run: bool = False
+    timeout: float = 300.0
+    kube_conn_id: str = "kubernetes_default"
+    logger: logging.Logger = field(default_factory=lambda: log)
+    kube_client_factory: Callable[[str], ApiClient] = default_kube_client
+    started: float = field(default_factory=time.monotonic)
+    poll_interval: float = 1.0
+    _api_client: ApiClient | None = field(default=None, repr=False)
+
+    @property
+    def api_client(self) -> ApiClient:
+        if self._api_client is None:
+            self._api_client = self.kube_client_factory(self.kube_conn_id)
+        return self._api_client
+
+    def remaining(self) -> float:
+        """Seconds left of the step's timeout (never negative)."""
+        return max(0.0, self.timeout - (time.monotonic() - self.started))
+
+
+P = TypeVar("P", bound=ActionParams)
+
+
+class Action(ABC, Generic[P]):
+    """One remediation action. Subclasses set ``kind``, ``name``, ``Params``."""
+
+    kind: ClassVar[ActionKind]
+    name: ClassVar[str]
+    Params: ClassVar[type[ActionParams]] = NoParams
+    mutating: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    def precheck(self, ctx: ActionContext, params: P) -> None:  # noqa: B027 - optional hook
+        """Refuse to start (raise PreconditionFailed) before anything changes."""
+
+    @abstractmethod
+    def run(self, ctx: ActionContext, params: P) -> ActionResult:
+        """Do the work; a mutating action records the prior state in ``undo`` first."""
+
+    def verify(self, ctx: ActionContext, params: P, result: ActionResult) -> None:  # noqa: B027
+        """Post-validation: raise VerificationFailed if the effect did not happen."""
+
+    def undo(self, ctx: ActionContext, params: P, record: dict[str, Any]) -> dict[str, Any]:
+        """Restore the prior state in ``record``; calling it twice must be harmless."""
+        raise ActionError(f"action {self.kind}/{self.name} has no undo")
+
+    @classmethod
+    def has_undo(cls) -> bool:
+        return cls.undo is not Action.undo
+
+    def execute(self, ctx: ActionContext, params: P) -> ActionResult:
+        """The full sequence for one step: pre-check, run, post-validation."""
+        self.precheck(ctx, params)
+        result = self.run(ctx, params)
+        if not ctx.dry_run:
+            self.verify(ctx, params, result)
+        return result
