@@ -79,6 +79,8 @@ class ActionContext:
     kube_client_factory: Callable[[str], ApiClient] = default_kube_client
     started: float = field(default_factory=time.monotonic)
     poll_interval: float = 1.0
+    # For an explicit ``rollback:`` action: the undo record of the step it rolls back.
+    undo_record: dict[str, Any] | None = None
     _api_client: ApiClient | None = field(default=None, repr=False)
 
     @property
@@ -104,14 +106,14 @@ class Action(ABC, Generic[P]):
     mutating: ClassVar[bool] = False
     summary: ClassVar[str] = ""
 
-    def precheck(self, ctx: ActionContext, params: P) -> None:  # noqa: B027 - optional hook
+    def precheck(self, ctx: ActionContext, params: P) -> None:
         """Refuse to start (raise PreconditionFailed) before anything changes."""
 
     @abstractmethod
     def run(self, ctx: ActionContext, params: P) -> ActionResult:
         """Do the work; a mutating action records the prior state in ``undo`` first."""
 
-    def verify(self, ctx: ActionContext, params: P, result: ActionResult) -> None:  # noqa: B027
+    def verify(self, ctx: ActionContext, params: P, result: ActionResult) -> None:
         """Post-validation: raise VerificationFailed if the effect did not happen."""
 
     def undo(self, ctx: ActionContext, params: P, record: dict[str, Any]) -> dict[str, Any]:

@@ -1,1 +1,342 @@
-"""Built-in kubernetes actions."""
+"""Built-in kubernetes actions, through KubernetesHook and the official typed client.
+
+Every mutating action reads the object first and returns the prior state it changes
+as its undo record; ``undo`` restores it and is harmless when run twice. Dry-run uses
+the API's ``dryRun=All`` so a real cluster still validates the change.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kubernetes import client
+from pydantic import Field
+
+from kubernaut.actions.base import (
+    Action,
+    ActionContext,
+    ActionError,
+    ActionParams,
+    ActionResult,
+    PreconditionFailed,
+)
+from kubernaut.actions.registry import register
+from kubernaut.kube.errors import api_errors, retry_on_conflict
+from kubernaut.kube.names import NamespaceName, ObjectName
+from kubernaut.kube.pods import (
+    controller_of,
+    deployment_of_replicaset,
+    pod_summary,
+    read_pod,
+    sanitized_manifest,
+)
+from kubernaut.kube.rollout import rollout_status
+from kubernaut.kube.waiting import wait_for
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+def _dry(ctx: ActionContext) -> dict[str, str]:
+    return {"dry_run": "All"} if ctx.dry_run else {}
+
+
+def _core(ctx: ActionContext) -> client.CoreV1Api:
+    return client.CoreV1Api(ctx.api_client)
+
+
+def _apps(ctx: ActionContext) -> client.AppsV1Api:
+    return client.AppsV1Api(ctx.api_client)
+
+
+class PodParams(ActionParams):
+    namespace: NamespaceName
+    pod: ObjectName
+
+
+@register
+class GetPodStatus(Action[PodParams]):
+    kind = "kubernetes"
+    name = "get_pod_status"
+    Params = PodParams
+    summary = "Read a pod's phase, readiness, restarts, container states and owner."
+
+    def run(self, ctx: ActionContext, params: PodParams) -> ActionResult:
+        pod = read_pod(_core(ctx), params.namespace, params.pod)
+        if pod is None:
+            return ActionResult(output={"exists": False, "name": params.pod, "namespace": params.namespace})
+        summary = pod_summary(pod)
+        owner = summary["owner"] or {}
+        deployment = owner.get("name") if owner.get("kind") == "Deployment" else None
+        if owner.get("kind") == "ReplicaSet":
+            deployment = deployment_of_replicaset(_apps(ctx), params.namespace, owner["name"])
+        return ActionResult(output={"exists": True, **summary, "deployment": deployment or ""})
+
+
+class PodLogsParams(PodParams):
+    container: str | None = Field(default=None, description="Container name (default: the only one)")
+    tail_lines: int = Field(default=50, ge=1, le=5000, description="Lines from the end of the log")
+    previous: bool = Field(default=False, description="Log of the previous (crashed) container instance")
+
+
+@register
+class GetPodLogs(Action[PodLogsParams]):
+    kind = "kubernetes"
+    name = "get_pod_logs"
+    Params = PodLogsParams
+    summary = "Read the last lines of a pod's log (optionally of the previous container instance)."
+
+    def run(self, ctx: ActionContext, params: PodLogsParams) -> ActionResult:
+        extra: dict[str, Any] = {"container": params.container} if params.container else {}
+        with api_errors(f"log of pod {params.namespace}/{params.pod}"):
+            text = _core(ctx).read_namespaced_pod_log(
+                params.pod,
+                params.namespace,
+                tail_lines=params.tail_lines,
+                previous=params.previous,
+                **extra,
+            )
+        lines = str(text).splitlines()
+        return ActionResult(output={"lines": lines, "count": len(lines)})
+
+
+class RestartPodParams(PodParams):
+    grace_period_seconds: int | None = Field(
+        default=None, ge=0, description="Override the pod's grace period"
+    )
+    allow_unowned: bool = Field(
+        default=False,
+        description="Also restart a pod no controller will recreate (undo recreates it from its manifest)",
+    )
+
+
+@register
+class RestartPod(Action[RestartPodParams]):
+    kind = "kubernetes"
+    name = "restart_pod"
+    Params = RestartPodParams
+    mutating = True
+    summary = "Delete a pod so its controller replaces it (the pod's manifest is the undo record)."
+
+    def precheck(self, ctx: ActionContext, params: RestartPodParams) -> None:
+        pod = read_pod(_core(ctx), params.namespace, params.pod)
+        if pod is None:
+            raise PreconditionFailed(f"pod {params.namespace}/{params.pod} not found")
+        if controller_of(pod.metadata) is None and not params.allow_unowned:
+            raise PreconditionFailed(
+                f"pod {params.namespace}/{params.pod} has no controller, so nothing would recreate it; "
+                "set allow_unowned: true to restart it anyway"
+            )
+
+    def run(self, ctx: ActionContext, params: RestartPodParams) -> ActionResult:
+        core = _core(ctx)
+        pod = read_pod(core, params.namespace, params.pod)
+        if pod is None:
+            raise ActionError(f"pod {params.namespace}/{params.pod} not found")
+        owner = controller_of(pod.metadata)
+        undo = {
+            "pod": sanitized_manifest(ctx.api_client, pod),
+            "uid": pod.metadata.uid,
+            "owner": owner.to_dict() if owner else None,
+        }
+        # The uid precondition makes sure we delete this pod, not a same-named successor.
+        body = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=pod.metadata.uid),
+            grace_period_seconds=params.grace_period_seconds,
+        )
+        with api_errors(f"pod {params.namespace}/{params.pod}"):
+            core.delete_namespaced_pod(params.pod, params.namespace, body=body, **_dry(ctx))
+        return ActionResult(
+            output={"deleted": pod.metadata.uid, "owner": undo["owner"], "dry_run": ctx.dry_run},
+            undo=undo,
+            changed=not ctx.dry_run,
+        )
+
+    def verify(self, ctx: ActionContext, params: RestartPodParams, result: ActionResult) -> None:
+        core, uid = _core(ctx), result.output["deleted"]
+
+        def gone() -> tuple[bool, str]:
+            pod = read_pod(core, params.namespace, params.pod)
+            return (pod is None or pod.metadata.uid != uid), "old pod still present"
+
+        wait_for(ctx, gone, what=f"deletion of pod {params.namespace}/{params.pod}")
+
+    def undo(self, ctx: ActionContext, params: RestartPodParams, record: dict[str, Any]) -> dict[str, Any]:
+        return recreate_unowned_pod(ctx, record)
+
+
+def recreate_unowned_pod(ctx: ActionContext, record: dict[str, Any]) -> dict[str, Any]:
+    """A controller recreates its own pods; only a bare pod needs to be created again."""
+    manifest = record.get("pod") or {}
+    meta = manifest.get("metadata", {})
+    namespace, name = meta.get("namespace"), meta.get("name")
+    if record.get("owner"):
+        return {"restored": False, "reason": f"owned by {record['owner']['kind']} {record['owner']['name']}"}
+    core = _core(ctx)
+    if read_pod(core, namespace, name) is not None:
+        return {"restored": False, "reason": "pod already exists"}
+    with api_errors(f"pod {namespace}/{name}"):
+        core.create_namespaced_pod(namespace, manifest, **_dry(ctx))
+    return {"restored": True, "pod": f"{namespace}/{name}"}
+
+
+@register
+class RollbackPodRestart(Action[PodParams]):
+    kind = "kubernetes"
+    name = "rollback_pod_restart"
+    Params = PodParams
+    mutating = True
+    summary = "Rollback for restart_pod: recreate a bare pod from its recorded manifest."
+
+    def run(self, ctx: ActionContext, params: PodParams) -> ActionResult:
+        if not ctx.undo_record:
+            return ActionResult(output={"restored": False, "reason": "no undo record: the restart never ran"})
+        return ActionResult(output=recreate_unowned_pod(ctx, ctx.undo_record), changed=True)
+
+
+class DeploymentParams(ActionParams):
+    namespace: NamespaceName
+    deployment: ObjectName
+
+
+class ScaleDeploymentParams(DeploymentParams):
+    replicas: int = Field(ge=0, description="Desired replica count")
+
+
+def _replace_scale(ctx: ActionContext, namespace: str, name: str, replicas: int) -> int:
+    """Set replicas through the /scale subresource with the read resourceVersion; return the old count."""
+    apps = _apps(ctx)
+    what = f"deployment {namespace}/{name}"
+
+    def attempt() -> int:
+        with api_errors(what):
+            scale = apps.read_namespaced_deployment_scale(name, namespace)
+        before = int(scale.spec.replicas or 0)
+        if before != replicas:
+            scale.spec.replicas = replicas
+            with api_errors(what):
+                apps.replace_namespaced_deployment_scale(name, namespace, scale, **_dry(ctx))
+        return before
+
+    return retry_on_conflict(attempt)
+
+
+@register
+class ScaleDeployment(Action[ScaleDeploymentParams]):
+    kind = "kubernetes"
+    name = "scale_deployment"
+    Params = ScaleDeploymentParams
+    mutating = True
+    summary = "Set a deployment's replicas (prior count is the undo record); waits until ready."
+
+    def run(self, ctx: ActionContext, params: ScaleDeploymentParams) -> ActionResult:
+        before = _replace_scale(ctx, params.namespace, params.deployment, params.replicas)
+        return ActionResult(
+            output={"replicas_before": before, "replicas": params.replicas},
+            undo={"replicas": before},
+            changed=before != params.replicas and not ctx.dry_run,
+        )
+
+    def verify(self, ctx: ActionContext, params: ScaleDeploymentParams, result: ActionResult) -> None:
+        wait_deployment_ready(ctx, params.namespace, params.deployment, replicas=params.replicas)
+
+    def undo(
+        self, ctx: ActionContext, params: ScaleDeploymentParams, record: dict[str, Any]
+    ) -> dict[str, Any]:
+        before = _replace_scale(ctx, params.namespace, params.deployment, int(record["replicas"]))
+        return {"replicas": record["replicas"], "replicas_before_undo": before}
+
+
+def wait_deployment_ready(
+    ctx: ActionContext,
+    namespace: str,
+    name: str,
+    *,
+    replicas: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    apps, core = _apps(ctx), _core(ctx)
+
+    def check() -> tuple[bool, dict[str, Any]]:
+        with api_errors(f"deployment {namespace}/{name}"):
+            dep = apps.read_namespaced_deployment(name, namespace)
+        status = rollout_status(core, dep)
+        if replicas is not None and status["desired"] != replicas:
+            return False, status
+        return bool(status["complete"]), status
+
+    return wait_for(ctx, check, what=f"rollout of deployment {namespace}/{name}", timeout=timeout)
+
+
+@register
+class GetDeploymentStatus(Action[DeploymentParams]):
+    kind = "kubernetes"
+    name = "get_deployment_status"
+    Params = DeploymentParams
+    summary = "Read a deployment's desired, updated, ready and available replicas and crashing pods."
+
+    def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
+        with api_errors(f"deployment {params.namespace}/{params.deployment}"):
+            dep = _apps(ctx).read_namespaced_deployment(params.deployment, params.namespace)
+        return ActionResult(output=rollout_status(_core(ctx), dep))
+
+
+@register
+class RolloutRestartDeployment(Action[DeploymentParams]):
+    kind = "kubernetes"
+    name = "rollout_restart_deployment"
+    Params = DeploymentParams
+    mutating = True
+    summary = "Restart all pods of a deployment as `kubectl rollout restart` does; waits for the rollout."
+
+    def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
+        apps = _apps(ctx)
+        what = f"deployment {params.namespace}/{params.deployment}"
+        with api_errors(what):
+            dep = apps.read_namespaced_deployment(params.deployment, params.namespace)
+        annotations = dep.spec.template.metadata.annotations or {} if dep.spec.template.metadata else {}
+        undo = {"restartedAt": annotations.get(RESTARTED_AT), "generation": dep.metadata.generation}
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        patch = {
+            "metadata": {"resourceVersion": dep.metadata.resource_version},
+            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}},
+        }
+        with api_errors(what):
+            apps.patch_namespaced_deployment(
+                params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **_dry(ctx)
+            )
+        return ActionResult(output={"restartedAt": now}, undo=undo, changed=not ctx.dry_run)
+
+    def verify(self, ctx: ActionContext, params: DeploymentParams, result: ActionResult) -> None:
+        wait_deployment_ready(ctx, params.namespace, params.deployment)
+
+    def undo(self, ctx: ActionContext, params: DeploymentParams, record: dict[str, Any]) -> dict[str, Any]:
+        # Restoring the previous template annotation rolls back to the previous ReplicaSet.
+        apps = _apps(ctx)
+        what = f"deployment {params.namespace}/{params.deployment}"
+        with api_errors(what):
+            dep = apps.read_namespaced_deployment(params.deployment, params.namespace)
+        current = (dep.spec.template.metadata.annotations or {}).get(RESTARTED_AT)
+        previous = record.get("restartedAt")
+        if current == previous:
+            return {"restored": False, "reason": "template already as before"}
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: previous}}}}}
+        with api_errors(what):
+            apps.patch_namespaced_deployment(
+                params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **_dry(ctx)
+            )
+        return {"restored": True, "restartedAt": previous}
+
+
+__all__ = [
+    "GetDeploymentStatus",
+    "GetPodLogs",
+    "GetPodStatus",
+    "RestartPod",
+    "RollbackPodRestart",
+    "RolloutRestartDeployment",
+    "ScaleDeployment",
+    "wait_deployment_ready",
+]

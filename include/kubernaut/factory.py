@@ -1,0 +1,149 @@
+"""Templates -> Airflow DAGs: one DAG per template, one task per step.
+
+Nothing here touches the network or the cluster: this runs at DAG-parse time for every
+template. A broken template never hides the others: its errors are reported through a
+placeholder DAG whose ``validate()`` fails, which Airflow records as an import error of
+the entry file (naming the template file, line and field) while the valid DAGs load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, BaseOperator
+
+from kubernaut.operators import operator_for
+from kubernaut.operators.runner import StepSpec
+from kubernaut.templates.loader import LoadReport, load_templates
+from kubernaut.templates.model import Step, Template
+
+TEMPLATES_DIR_ENV = "KUBERNAUT_TEMPLATES_DIR"
+BROKEN_DAG_ID = "kubernaut_broken_templates"
+NONE_FAILED = "none_failed"  # a step skipped by its condition must not skip its dependents
+
+
+class TemplateImportError(Exception):
+    """Shown in the Airflow UI as the entry file's import error."""
+
+
+class BrokenTemplatesDag(DAG):
+    """Never bagged: exists only so Airflow reports the template errors it carries."""
+
+    def validate(self) -> None:
+        raise TemplateImportError(self.doc_md or "broken templates")
+
+
+def templates_dir(default: Path | None = None) -> Path:
+    env = os.environ.get(TEMPLATES_DIR_ENV)
+    if env:
+        return Path(env)
+    return default if default is not None else Path.cwd() / "templates"
+
+
+def upstream_closure(deps: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Every step a step transitively depends on, in step order (what it may read)."""
+    order = list(deps)
+    closure: dict[str, set[str]] = {}
+    for name in order:  # effective_dependencies only points backwards in the list
+        seen: set[str] = set()
+        for up in deps[name]:
+            seen |= {up, *closure.get(up, set())}
+        closure[name] = seen
+    return {name: [s for s in order if s in closure[name]] for name in order}
+
+
+def _step_task(template: Template, step: Step, upstream: list[str], has_upstream: bool) -> BaseOperator:
+    config = template.configuration
+    rollback = step.rollback if step.rollback is not None else None
+    spec = StepSpec(
+        template=template.name,
+        name=step.name,
+        action_type=step.action.type,
+        action_name=step.action.action,
+        parameters=dict(step.action.parameters),
+        conditions=list(step.conditions),
+        rollback=rollback.model_dump(exclude_none=True) if hasattr(rollback, "model_dump") else rollback,
+        dry_run=config.dry_run,
+        kube_conn_id=config.kubernetes_conn_id,
+    )
+    kwargs: dict[str, Any] = {
+        "task_id": step.name,
+        "spec": spec,
+        "resolve_params": template.resolve_params,
+        "upstream_steps": upstream,
+        "execution_timeout": step.timeout_for(config),
+        "retries": step.retries_for(config),
+        "retry_delay": step.retry_delay_for(config),
+        "max_retry_delay": step.max_retry_delay_for(config),
+        "doc_md": step.description or None,
+    }
+    if step.retry_exponential_backoff_for(config):
+        kwargs["retry_exponential_backoff"] = 2.0
+    if has_upstream:
+        kwargs["trigger_rule"] = NONE_FAILED
+    return operator_for(step.action.type)(**kwargs)
+
+
+def build_dag(template: Template) -> DAG:
+    config = template.configuration
+    source = f"`{template.source}`" if template.source else "a template"
+    dag = DAG(
+        dag_id=template.dag_id,
+        description=template.description or None,
+        schedule=None,
+        catchup=False,
+        max_active_runs=config.max_active_runs,
+        tags=["kubernaut", f"template:{template.name}", *template.tags],
+        doc_md=(
+            f"**{template.name}** — {template.description}\n\nBuilt from {source}. Alerts: "
+            + ", ".join(a.alertname for a in template.alert_types)
+            + ". The alert goes in `dag_run.conf` as `{\"alert\": {...}}`."
+        ),
+    )
+    deps = template.effective_dependencies()
+    closure = upstream_closure(deps)
+    with dag:
+        entry: dict[str, BaseOperator] = {}
+        exit_: dict[str, BaseOperator] = {}
+        for step in template.steps:
+            task = _step_task(template, step, closure[step.name], bool(deps[step.name]))
+            entry[step.name] = exit_[step.name] = task
+            if step.approval == "required":
+                gate = ApprovalOperator(
+                    task_id=f"approve-{step.name}",
+                    subject=f"Approve step '{step.name}' of remediation '{template.name}'?",
+                    body=f"{step.action.type}/{step.action.action}: {step.description}",
+                    execution_timeout=step.timeout_for(config),
+                    trigger_rule=NONE_FAILED if deps[step.name] else "all_success",
+                )
+                gate >> task
+                entry[step.name] = gate
+            for up in deps[step.name]:
+                exit_[up] >> entry[step.name]
+    return dag
+
+
+def broken_templates_dag(report: LoadReport) -> DAG | None:
+    if not report.errors:
+        return None
+    lines = [str(error) for errors in report.errors.values() for error in errors]
+    message = f"{len(report.errors)} template file(s) failed to load:\n" + "\n".join(lines)
+    return BrokenTemplatesDag(dag_id=BROKEN_DAG_ID, schedule=None, doc_md=message)
+
+
+def build_dags(directory: Path | None = None, templates: Iterable[Template] | None = None) -> dict[str, DAG]:
+    """All DAGs for the templates in ``directory`` (plus the error carrier if any failed)."""
+    dags: dict[str, DAG] = {}
+    if templates is None:
+        report = load_templates(directory or templates_dir())
+        templates = report.templates
+        broken = broken_templates_dag(report)
+        if broken is not None:
+            dags[BROKEN_DAG_ID] = broken
+    for template in templates:
+        dags[template.dag_id] = build_dag(template)
+    return dags

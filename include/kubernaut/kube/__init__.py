@@ -1,0 +1,1 @@
+"""Small helpers over the official Kubernetes client, shared by the actions."""

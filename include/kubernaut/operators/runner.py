@@ -1,0 +1,113 @@
+"""One step, end to end, without Airflow: render, check conditions, validate, run.
+
+The operator is a thin shell around ``run_step`` so the whole sequence can be tested
+(and used by a local simulator) without an Airflow task context.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubernaut.actions.base import ActionContext
+from kubernaut.actions.registry import ActionRegistry, registry
+from kubernaut.alert import alert_context
+from kubernaut.rendering import RenderError, evaluate_condition, render_value
+
+
+class StepInputError(ValueError):
+    """The step's rendered input is invalid: retrying cannot help."""
+
+
+@dataclass
+class StepSpec:
+    """What the runner needs of a template step (plain data, built by the DAG factory)."""
+
+    template: str
+    name: str
+    action_type: str
+    action_name: str
+    parameters: dict[str, Any]
+    conditions: list[str] = field(default_factory=list)
+    rollback: dict[str, Any] | None = None
+    dry_run: bool = False
+    kube_conn_id: str = "kubernetes_default"
+
+
+@dataclass
+class StepOutcome:
+    skipped: bool
+    reason: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def render_context(
+    conf: Mapping[str, Any] | None, params: Mapping[str, Any], steps: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {"alert": alert_context(conf), "params": dict(params), "steps": dict(steps)}
+
+
+def run_step(
+    spec: StepSpec,
+    *,
+    conf: Mapping[str, Any] | None,
+    params: Mapping[str, Any],
+    steps: Mapping[str, Any],
+    timeout: float,
+    logger: logging.Logger,
+    actions: ActionRegistry = registry,
+    **context_overrides: Any,
+) -> StepOutcome:
+    context = render_context(conf, params, steps)
+    for condition in spec.conditions:
+        try:
+            holds = evaluate_condition(condition, context)
+        except RenderError as exc:
+            raise StepInputError(f"step {spec.name!r}: {exc}") from exc
+        if not holds:
+            return StepOutcome(skipped=True, reason=f"condition is false: {condition}")
+
+    action_cls = actions.get(spec.action_type, spec.action_name)
+    try:
+        rendered = render_value(spec.parameters, context)
+        params_model = action_cls.Params.model_validate(rendered)
+    except RenderError as exc:
+        raise StepInputError(f"step {spec.name!r}: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"parameters.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise StepInputError(
+            f"step {spec.name!r} ({spec.action_type}/{spec.action_name}): {problems}"
+        ) from exc
+
+    dry_run = spec.dry_run or bool((conf or {}).get("dry_run", False))
+    ctx = ActionContext(
+        dry_run=dry_run, timeout=timeout, kube_conn_id=spec.kube_conn_id, logger=logger, **context_overrides
+    )
+    action = action_cls()
+    logger.info(
+        "kubernaut: %s %s/%s%s with %s",
+        spec.name,
+        spec.action_type,
+        spec.action_name,
+        " (dry run)" if dry_run else "",
+        rendered,
+    )
+    result = action.execute(ctx, params_model)
+    record = {
+        "template": spec.template,
+        "step": spec.name,
+        "action": f"{spec.action_type}/{spec.action_name}",
+        "parameters": rendered,
+        "dry_run": dry_run,
+        "mutating": action_cls.mutating,
+        "rollback": spec.rollback,
+        **result.to_dict(),
+    }
+    return StepOutcome(skipped=False, record=record)

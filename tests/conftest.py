@@ -1,0 +1,22 @@
+"""Test-wide environment. Airflow reads its configuration at import time, so every
+Airflow setting is made here, before any test module imports Airflow."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="kubernaut-test-airflow-"))
+PG_SERVER = os.environ.get("KUBERNAUT_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+PG_DATABASE = f"kubernaut_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"{PG_SERVER}/{PG_DATABASE}"
+os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(64)
+os.environ["AIRFLOW__API__SECRET_KEY"] = secrets.token_urlsafe(64)
+os.environ["KUBERNAUT_TEMPLATES_DIR"] = str(REPO / "templates")

@@ -1,0 +1,58 @@
+"""Airflow with its metadata DB on the real PostgreSQL (a database per test session)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from kubernaut.sandbox import SandboxCluster
+from tests.conftest import PG_DATABASE, REPO
+
+
+def _admin() -> Any:
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[str]:
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    from airflow.utils.db import initdb
+
+    initdb()
+    yield PG_DATABASE
+    from airflow import settings
+
+    settings.dispose_orm()
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxCluster]:
+    """A fresh sandbox cluster per test, reached by Airflow's kubernetes_default connection."""
+    with SandboxCluster(pod_ready_delay=0.2) as sandbox:
+        kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+            '{"conn_type": "kubernetes", "extra": {"kube_config_path": "%s"}}' % kubeconfig,
+        )
+        sandbox.seed_demo()
+        yield sandbox
+
+

@@ -1,0 +1,98 @@
+"""DAG shape from templates: dependencies, parallel branches, retries, timeouts, approval,
+and a broken template reported as one import error while the others load."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from kubernaut.factory import BROKEN_DAG_ID, build_dags, upstream_closure
+from tests.conftest import REPO
+
+SHAPE = """\
+name: shape
+description: dag shape
+alert_types: [Shape]
+configuration: {timeout: 7m, retries: 2, retry_delay: 20s}
+steps:
+  - name: first
+    action: {type: custom, action: log, parameters: {message: one}}
+  - name: left
+    action: {type: custom, action: log, parameters: {message: left}}
+    timeout: 30s
+    retries: 5
+    retry_delay: 3s
+    retry_exponential_backoff: true
+    max_retry_delay: 1m
+  - name: right
+    parallel: true
+    action: {type: custom, action: wait, parameters: {duration: 1s}}
+  - name: join
+    action: {type: custom, action: log, parameters: {message: "{{ steps.left.message }}"}}
+  - name: gated
+    approval: required
+    action: {type: kubernetes, action: scale_deployment,
+             parameters: {namespace: demo, deployment: web, replicas: 2}}
+  - name: other-root
+    depends_on: []
+    action: {type: custom, action: log, parameters: {message: root}}
+"""
+
+
+def test_dag_shape(tmp_path: Path) -> None:
+    (tmp_path / "shape.yaml").write_text(SHAPE)
+    dags = build_dags(tmp_path)
+    assert set(dags) == {"kubernaut_shape"}
+    dag = dags["kubernaut_shape"]
+    up = {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}
+    assert up == {
+        "first": [],
+        "left": ["first"],
+        "right": ["first"],
+        "join": ["left", "right"],
+        "approve-gated": ["join"],
+        "gated": ["approve-gated"],
+        "other-root": [],
+    }
+    left, right, join = dag.get_task("left"), dag.get_task("right"), dag.get_task("join")
+    assert (left.execution_timeout, left.retries, left.retry_delay) == (timedelta(seconds=30), 5, timedelta(seconds=3))
+    assert left.retry_exponential_backoff and left.max_retry_delay == timedelta(minutes=1)
+    assert (right.execution_timeout, right.retries, right.retry_delay) == (timedelta(minutes=7), 2, timedelta(seconds=20))
+    assert join.trigger_rule == "none_failed" and dag.get_task("first").trigger_rule == "all_success"
+    assert join.upstream_steps == ["first", "left", "right"]
+    assert type(dag.get_task("gated")).__name__ == "KubernetesActionOperator"
+    assert type(dag.get_task("approve-gated")).__name__ == "ApprovalOperator"
+    assert dag.schedule is None or str(dag.timetable.summary) == "None"
+    assert "kubernaut" in dag.tags and "template:shape" in dag.tags
+    assert dag.max_active_runs == 1
+
+
+def test_upstream_closure_is_transitive_and_ordered() -> None:
+    assert upstream_closure({"a": [], "b": ["a"], "c": [], "d": ["b", "c"]}) == {
+        "a": [], "b": ["a"], "c": [], "d": ["a", "b", "c"]}
+
+
+def test_broken_template_is_one_import_error_and_others_load(tmp_path: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags_dir, templates = tmp_path / "dags", tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    dags_dir.mkdir()
+    shutil.copy(REPO / "dags" / "kubernaut_dags.py", dags_dir)
+    good = sorted(p.stem for p in templates.glob("*.yaml"))
+    (templates / "zz-broken.yaml").write_text(
+        "name: zz-broken\nalert_types: [X]\nsteps:\n  - name: a\n"
+        "    action: {type: kubernetes, action: restrat_pod, parameters: {}}\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KUBERNAUT_TEMPLATES_DIR", str(templates))
+        bag = DagBag(str(dags_dir))
+    assert sorted(bag.dags) == sorted("kubernaut_" + g.replace("-", "_") for g in good)
+    assert BROKEN_DAG_ID not in bag.dags
+    [(path, error)] = bag.import_errors.items()
+    assert path.endswith("kubernaut_dags.py")
+    assert "zz-broken.yaml:5:" in error and "steps[0].action.action" in error
+    assert "did you mean 'restart_pod'" in error
