@@ -1,0 +1,121 @@
+"""The ``kubernaut`` command line.
+
+Each subcommand is a function that configures its own argparse sub-parser and sets
+``handler``; add one by decorating it with ``@subcommand``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kubernaut.actions.registry import ActionRegistry
+
+Handler = Callable[[argparse.Namespace], int]
+SetUp = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+SUBCOMMANDS: dict[str, SetUp] = {}
+
+
+def subcommand(name: str) -> Callable[[SetUp], SetUp]:
+    def add(setup: SetUp) -> SetUp:
+        SUBCOMMANDS[name] = setup
+        return setup
+
+    return add
+
+
+def action_registry() -> ActionRegistry:
+    """The registry commands check against (tests replace this function)."""
+    from kubernaut.actions.registry import registry
+
+    return registry
+
+
+@subcommand("validate")
+def _setup_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("validate", help="check remediation templates and report every error")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[Path("templates")],
+        help="template files or directories (default: templates/)",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    p.set_defaults(handler=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from kubernaut.templates.loader import load_paths  # imported late: keeps `--help` fast
+
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        for p in missing:
+            print(f"kubernaut validate: no such file or directory: {p}", file=sys.stderr)
+        return EXIT_USAGE
+    report = load_paths(args.paths, registry=action_registry())
+    bad = len(report.errors)
+    good = len(report.files) - bad
+    summary = f"{good} template{'s' if good != 1 else ''} OK, {bad} with errors"
+    if args.format == "json":
+        out = {
+            "ok": report.ok,
+            "files": [str(f) for f in report.files],
+            "errors": [e.to_dict() for e in report.all_errors()],
+            "summary": {"valid": good, "invalid": bad},
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        for error in report.all_errors():
+            print(error, file=sys.stderr)
+        print(summary, file=sys.stderr if bad else sys.stdout)
+    return EXIT_OK if report.ok else EXIT_INVALID
+
+
+@subcommand("schema")
+def _setup_schema(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("schema", help="print the JSON Schema of the template format")
+    p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    p.set_defaults(handler=_schema)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from kubernaut.templates.schema import schema_json
+
+    text = schema_json(action_registry())
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubernaut", description="Kubernaut on Airflow")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for setup in SUBCOMMANDS.values():
+        setup(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on usage errors and --help; return the code instead
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""`kubernaut demo`: Airflow standalone (SQLite) with our DAGs, the sandbox cluster with
+an injected fault, one alert sent through the Airflow REST API, and a remediation run
+that ends green with the fault fixed."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kubernaut.local_stack import AirflowStandalone, SandboxProcess, kubernetes_connection
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_TEMPLATE_DAG = "kubernaut_deployment_replica_mismatch"
+DEMO_ALERT: dict[str, Any] = {
+    "status": "firing",
+    "labels": {
+        "alertname": "KubeDeploymentReplicasMismatch",
+        "namespace": "demo",
+        "deployment": "web",
+        "severity": "warning",
+    },
+    "annotations": {"summary": "Deployment demo/web has not matched the expected number of replicas."},
+    "fingerprint": "d3m0f1n6e5p21n7",
+}
+
+
+def say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def deployment_health(sandbox: SandboxProcess, namespace: str, name: str) -> tuple[int, int, int]:
+    """(desired, ready pods, crash-looping pods) read from the sandbox over its k8s API."""
+    dep = sandbox.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+    labels = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+    pods = sandbox.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector={labels}")["items"]
+    ready = crashing = 0
+    for pod in pods:
+        conditions = pod.get("status", {}).get("conditions", [])
+        ready += any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        statuses = pod.get("status", {}).get("containerStatuses", [])
+        crashing += any((s.get("state", {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+                        for s in statuses)
+    return int(dep["spec"].get("replicas", 1)), ready, crashing
+
+
+def wait(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def trigger(api: httpx.Client, dag_id: str, alert: dict[str, Any]) -> str:
+    """Launch a run the way the alert receiver does: run id derived from the alert."""
+    starts = alert.get("startsAt") or datetime.datetime.now(datetime.UTC).isoformat()
+    run_id = f"alert__{alert['fingerprint']}__{starts.replace(':', '').replace('-', '')[:15]}"
+    response = api.post(f"/dags/{dag_id}/dagRuns",
+                        json={"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}})
+    if response.status_code not in (200, 409):
+        response.raise_for_status()
+    return run_id
+
+
+def run_demo(workdir: Path, keep_running: bool) -> int:
+    sandbox = SandboxProcess(workdir / "sandbox").start()
+    say(f"sandbox cluster at {sandbox.url} (kubeconfig {sandbox.kubeconfig})")
+    airflow = AirflowStandalone(
+        home=workdir / "airflow",
+        dags_folder=REPO / "dags",
+        templates_dir=REPO / "templates",
+        env_extra={"AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(sandbox.kubeconfig)},
+    )
+    try:
+        say("starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite ...")
+        airflow.start()
+        say(f"Airflow UI: {airflow.url}  login: {airflow.username} / {airflow.password}")
+        api = airflow.client()
+        wait(lambda: api.get(f"/dags/{DEMO_TEMPLATE_DAG}").status_code == 200, 180, "DAGs to be parsed")
+        dags = api.get("/dags", params={"tags": "kubernaut"}).json()["dags"]
+        say(f"{len(dags)} remediation DAGs loaded: {', '.join(sorted(d['dag_id'] for d in dags))}")
+        errors = api.get("/importErrors").json()
+        if errors.get("total_entries"):
+            say(f"import errors: {errors['import_errors']}")
+        api.patch(f"/dags/{DEMO_TEMPLATE_DAG}", json={"is_paused": False}).raise_for_status()
+
+        wait(lambda: deployment_health(sandbox, "demo", "web")[1] == 3, 60, "demo/web to be Ready")
+        sandbox.inject_fault("crashloop", "demo", "web")
+        wait(lambda: deployment_health(sandbox, "demo", "web")[2] > 0, 60, "the fault to show")
+        desired, ready, crashing = deployment_health(sandbox, "demo", "web")
+        say(f"fault injected: demo/web wants {desired}, {ready} Ready, {crashing} in CrashLoopBackOff")
+
+        alert = {**DEMO_ALERT, "startsAt": datetime.datetime.now(datetime.UTC).isoformat()}
+        run_id = trigger(api, DEMO_TEMPLATE_DAG, alert)
+        say(f"alert {alert['labels']['alertname']} sent -> run {DEMO_TEMPLATE_DAG} / {run_id}")
+
+        def finished() -> str | None:
+            state = api.get(f"/dags/{DEMO_TEMPLATE_DAG}/dagRuns/{run_id}").json().get("state")
+            return state if state in ("success", "failed") else None
+
+        state = wait(finished, 300, "the remediation run", interval=2)
+        tis = api.get(f"/dags/{DEMO_TEMPLATE_DAG}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+        for ti in sorted(tis, key=lambda t: t.get("start_date") or ""):
+            say(f"  step {ti['task_id']:<20} {ti['state']}")
+        desired, ready, crashing = deployment_health(sandbox, "demo", "web")
+        fixed = state == "success" and ready == desired and crashing == 0
+        say(f"run {state}; demo/web now {ready}/{desired} Ready, {crashing} crashing -> "
+            + ("FAULT FIXED" if fixed else "NOT FIXED"))
+        say(f"see it in the UI: {airflow.url}/dags/{DEMO_TEMPLATE_DAG}/runs/{run_id}")
+        if keep_running and fixed:
+            say("Airflow and the sandbox keep running; press Ctrl-C to stop.")
+            while True:
+                time.sleep(3600)
+        return 0 if fixed else 1
+    finally:
+        say("stopping ...")
+        airflow.stop()
+        sandbox.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubernaut demo", description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=REPO / ".demo", help="state directory (default .demo/)")
+    parser.add_argument("--exit", action="store_true", help="stop after the run instead of keeping the UI up")
+    args = parser.parse_args(argv)
+    # SIGTERM becomes SystemExit so the `finally` that stops Airflow and the sandbox runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return run_demo(args.workdir.resolve(), keep_running=not args.exit)
+    except RuntimeError as exc:
+        say(f"failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

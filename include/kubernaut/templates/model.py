@@ -1,0 +1,333 @@
+"""The remediation template format as pydantic models (unknown fields are errors).
+
+Only structure lives here. Checks that need the action registry or look across steps
+(dependencies, Jinja references) are in ``checks.py`` so every error can be reported
+with its own field path instead of one model-level failure.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from kubernaut.actions.base import ACTION_KINDS, ActionKind
+from kubernaut.durations import Duration, parse_duration
+from kubernaut.templates.matchers import MatcherField
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from kubernaut.actions.registry import ActionRegistry
+
+# DNS-1123 label: what Kubernetes allows in names, and safe inside a dag_id.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DagName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+ParameterType = Literal["string", "integer", "number", "boolean", "duration", "list", "object"]
+DAG_ID_PREFIX = "kubernaut_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Conditions = Annotated[
+    list[str],
+    BeforeValidator(_as_list),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "Jinja expressions over alert, params and steps; "
+            "all must hold or the step is skipped",
+        }
+    ),
+]
+
+
+class AlertMatcher(_Strict):
+    """An alert name plus optional label matchers; a plain string means just the name."""
+
+    alertname: str = Field(min_length=1)
+    matchers: list[MatcherField] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"alertname": value} if isinstance(value, str) else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [{"type": "string", "minLength": 1}, handler(core_schema)]}
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return labels.get("alertname") == self.alertname and all(m.matches(labels) for m in self.matchers)
+
+
+class Parameter(_Strict):
+    type: ParameterType = "string"
+    default: Any = None
+    description: str = ""
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _check_default(self) -> Parameter:
+        if self.required and self.default is not None:
+            raise ValueError("a parameter with a default cannot be required: drop `required` or `default`")
+        if self.default is not None:
+            self.coerce(self.default)  # raises ValueError naming the type
+        return self
+
+    def coerce(self, value: Any) -> Any:
+        """Check ``value`` against the declared type; durations keep their text form."""
+        if self.type == "duration":
+            parse_duration(value)  # rendered back into templates, so keep '5m' rather than a timedelta
+            return value
+        try:
+            return _PARAM_ADAPTERS[self.type].validate_python(value)
+        except ValidationError:
+            raise ValueError(f"expected a value of type {self.type}, got {value!r}") from None
+
+
+_PARAM_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "string": TypeAdapter(str),
+    "integer": TypeAdapter(int),
+    "number": TypeAdapter(float),
+    "boolean": TypeAdapter(bool),
+    "list": TypeAdapter(list[Any]),
+    "object": TypeAdapter(dict[str, Any]),
+}
+
+
+class Configuration(_Strict):
+    dry_run: bool = False
+    max_active_runs: int = Field(default=1, ge=1)
+    timeout: Duration = timedelta(minutes=10)
+    retries: int = Field(default=0, ge=0)
+    retry_delay: Duration = timedelta(seconds=30)
+    retry_exponential_backoff: bool = False
+    max_retry_delay: Duration = timedelta(minutes=10)
+    cooldown: Duration = timedelta(minutes=15)
+    kubernetes_conn_id: str = "kubernetes_default"
+
+
+def _check_kind(value: Any) -> Any:
+    if isinstance(value, str) and value not in ACTION_KINDS:
+        close = difflib.get_close_matches(value, ACTION_KINDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown action type {value!r}{hint} (expected one of {', '.join(ACTION_KINDS)})")
+    return value
+
+
+Kind = Annotated[ActionKind, BeforeValidator(_check_kind)]
+
+
+class StepAction(_Strict):
+    type: Kind
+    action: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rollback(_Strict):
+    """Compensating action; ``type`` defaults to the step's, ``parameters`` to the step's."""
+
+    type: Kind | None = None
+    action: str = Field(min_length=1)
+    parameters: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedRollback:
+    """``use_undo``: call the step action's own ``undo`` with its recorded prior state."""
+
+    action: StepAction
+    use_undo: bool
+
+
+class Step(_Strict):
+    """One task. Unset retry/timeout fields fall back to ``Configuration`` via ``*_for``."""
+
+    name: DagName
+    description: str = ""
+    action: StepAction
+    depends_on: list[str] | None = None
+    parallel: bool = False
+    conditions: Conditions = Field(default_factory=list)
+    timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0)
+    retry_delay: Duration | None = None
+    retry_exponential_backoff: bool | None = None
+    max_retry_delay: Duration | None = None
+    rollback: Rollback | Literal["none"] | None = None
+    approval: Literal["required", "none"] = "none"
+
+    @field_validator("rollback", mode="before")
+    @classmethod
+    def _rollback_shape(cls, value: Any) -> Any:
+        # Keeps a typo like `rollback: nope` from producing a two-branch union error.
+        if isinstance(value, str) and value != "none":
+            raise ValueError(f"expected 'none' or a mapping with an `action`, got {value!r}")
+        return value
+
+    def timeout_for(self, config: Configuration) -> timedelta:
+        return self.timeout if self.timeout is not None else config.timeout
+
+    def retries_for(self, config: Configuration) -> int:
+        return self.retries if self.retries is not None else config.retries
+
+    def retry_delay_for(self, config: Configuration) -> timedelta:
+        return self.retry_delay if self.retry_delay is not None else config.retry_delay
+
+    def retry_exponential_backoff_for(self, config: Configuration) -> bool:
+        if self.retry_exponential_backoff is not None:
+            return self.retry_exponential_backoff
+        return config.retry_exponential_backoff
+
+    def max_retry_delay_for(self, config: Configuration) -> timedelta:
+        return self.max_retry_delay if self.max_retry_delay is not None else config.max_retry_delay
+
+    def resolved_rollback(self, registry: ActionRegistry | None = None) -> ResolvedRollback | None:
+        """The compensation to run if a later step fails, or None.
+
+        Omitted ``rollback`` means the action's own undo when it has one.
+        """
+        if self.rollback == "none":
+            return None
+        if isinstance(self.rollback, Rollback):
+            params = self.rollback.parameters
+            action = StepAction(
+                type=self.rollback.type or self.action.type,
+                action=self.rollback.action,
+                parameters=dict(self.action.parameters if params is None else params),
+            )
+            return ResolvedRollback(action, use_undo=False)
+        if registry is None:
+            from kubernaut.actions.registry import registry as default_registry
+
+            registry = default_registry
+        if registry.get(self.action.type, self.action.action).has_undo():
+            return ResolvedRollback(self.action, use_undo=True)
+        return None
+
+
+class Template(_Strict):
+    name: DagName
+    description: str = ""
+    alert_types: list[AlertMatcher] = Field(min_length=1)
+    matchers: list[MatcherField] = Field(
+        default_factory=list, description="Label matchers every alert must satisfy (all alert types)"
+    )
+    tags: list[str] = Field(default_factory=list)
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    configuration: Configuration = Field(default_factory=Configuration)
+    steps: list[Step] = Field(min_length=1)
+
+    # Set by the loader (validation context "source"); never read from the YAML.
+    _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _remember_source(self, info: ValidationInfo) -> Template:
+        if isinstance(info.context, dict):
+            self._source = info.context.get("source")
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def dag_id(self) -> str:
+        return DAG_ID_PREFIX + self.name.replace("-", "_")
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"template {self.name!r} has no step {name!r}")
+
+    def effective_dependencies(self) -> dict[str, list[str]]:
+        return effective_dependencies(self.steps)
+
+    def matches_alert(self, labels: dict[str, str]) -> bool:
+        """True if one alert type matches and all template-wide matchers hold."""
+        return any(a.matches(labels) for a in self.alert_types) and all(
+            m.matches(labels) for m in self.matchers
+        )
+
+    def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults merged with ``overrides``; raise ParameterError listing every problem."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        overrides = overrides or {}
+        for key in overrides:
+            if key not in self.parameters:
+                close = difflib.get_close_matches(key, list(self.parameters), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(f"unknown parameter {key!r}{hint}")
+        for name, spec in self.parameters.items():
+            if name in overrides:
+                try:
+                    values[name] = spec.coerce(overrides[name])
+                except ValueError as exc:
+                    problems.append(f"parameter {name!r}: {exc}")
+            elif spec.required:
+                problems.append(f"parameter {name!r} is required")
+            else:
+                values[name] = spec.default
+        if problems:
+            raise ParameterError(problems)
+        return values
+
+
+class ParameterError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def effective_dependencies(steps: list[Step]) -> dict[str, list[str]]:
+    """Upstream step names per step, in step order.
+
+    No ``depends_on``: the step follows the previous one; after a group of
+    ``parallel`` steps it waits for the whole group. ``parallel: true`` runs the step
+    beside the previous one (same upstream). ``depends_on: []`` makes a root.
+    """
+    deps: dict[str, list[str]] = {}
+    group: list[str] = []  # the previous step and the steps running beside it
+    previous: list[str] = []  # the previous step's upstream
+    for step in steps:
+        if step.depends_on is not None:
+            mine = list(step.depends_on)
+            group = [step.name]
+        elif step.parallel:
+            mine = list(previous)
+            group = [*group, step.name]
+        else:
+            mine = list(group)
+            group = [step.name]
+        deps[step.name] = mine
+        previous = mine
+    return deps
