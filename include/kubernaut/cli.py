@@ -107,7 +107,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DELEGATED: dict[str, str] = {}
+
+
+def _delegate(name: str, help_text: str, target: str) -> None:
+    """A subcommand whose own argparse lives in ``target`` (``module:function``)."""
+
+    def setup(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        subparsers.add_parser(name, help=help_text, add_help=False)
+
+    SUBCOMMANDS[name] = setup
+    DELEGATED[name] = target
+
+
+def _call(target: str, argv: list[str]) -> int:
+    import importlib
+
+    module, function = target.split(":")
+    result: int = getattr(importlib.import_module(module), function)(argv)
+    return result
+
+
+_delegate("demo", "run the demo: Airflow + sandbox cluster + a fault + an alert", "kubernaut.demo:main")
+_delegate("sandbox", "serve the sandbox Kubernetes cluster", "kubernaut.sandbox.cli:main")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        return _call(DELEGATED[argv[0]], argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -142,6 +142,8 @@ class AirflowStandalone:
         passwords = self.home / "passwords.json"
         passwords.write_text(json.dumps({self.username: self.password}))
         env = dict(os.environ)
+        # standalone starts its components as `airflow ...` found on PATH: use this venv's.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),

@@ -13,16 +13,19 @@ from kubernaut.sandbox import SandboxCluster
 from tests.conftest import PG_DATABASE, REPO
 
 
-def _admin() -> Any:
+def _admin_sql(statement: str) -> None:
     conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    return conn
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Iterator[str]:
-    with _admin() as conn, conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    _admin_sql(f'CREATE DATABASE "{PG_DATABASE}"')
     from airflow.utils.db import initdb
 
     initdb()
@@ -30,8 +33,7 @@ def airflow_db() -> Iterator[str]:
     from airflow import settings
 
     settings.dispose_orm()
-    with _admin() as conn, conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+    _admin_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ def settle(cluster: SandboxCluster, app: str, count: int) -> list[dict[str, Any]
 
 
 def crashloop(cluster: SandboxCluster, app: str) -> list[dict[str, Any]]:
-    settle(cluster, app, len(pods(cluster, app)))
+    settle(cluster, app, cluster.get("deployments", "demo", app)["spec"]["replicas"])
     cluster.inject_fault("crashloop", namespace="demo", deployment=app)
     cluster.wait_until(lambda: all(map(crashing, pods(cluster, app))))
     return pods(cluster, app)

@@ -1,0 +1,5 @@
+import sys
+
+from kubernaut.sandbox.cli import main
+
+sys.exit(main())

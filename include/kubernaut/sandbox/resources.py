@@ -1,0 +1,151 @@
+"""The catalogue of resources served by the sandbox, as the real API's discovery describes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALL_VERBS: tuple[str, ...] = (
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+)
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    # Versions served for the same storage (e.g. HPA v1 and v2 share the objects).
+    extra_versions: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = field(default=ALL_VERBS)
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def storage_key(self) -> str:
+        """Version-independent identity: objects are shared between the served versions."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources
+
+    @property
+    def display(self) -> str:
+        """How the real API names the resource in error messages: `deployments.apps`, `pods`."""
+        return self.storage_key
+
+
+RESOURCES: tuple[ResourceSpec, ...] = (
+    ResourceSpec(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        False,
+        ("ns",),
+        ("status", "finalize"),
+        verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+    ),
+    ResourceSpec("", "v1", "nodes", "Node", False, ("no",), ("status", "proxy")),
+    ResourceSpec("", "v1", "pods", "Pod", True, ("po",), ("status", "log", "eviction", "binding", "exec")),
+    ResourceSpec(
+        "",
+        "v1",
+        "services",
+        "Service",
+        True,
+        ("svc",),
+        ("status", "proxy"),
+        verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+    ),
+    ResourceSpec("", "v1", "endpoints", "Endpoints", True, ("ep",)),
+    ResourceSpec("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
+    ResourceSpec("", "v1", "secrets", "Secret", True),
+    ResourceSpec("", "v1", "events", "Event", True, ("ev",)),
+    ResourceSpec("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), ("status",)),
+    ResourceSpec("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",), ("status",)),
+    ResourceSpec("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceSpec("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status", "scale")),
+    ResourceSpec("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status", "scale")),
+    ResourceSpec("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), ("status", "scale")),
+    ResourceSpec("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",)),
+    ResourceSpec("apps", "v1", "controllerrevisions", "ControllerRevision", True),
+    ResourceSpec(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        True,
+        ("hpa",),
+        ("status",),
+        extra_versions=("v1",),
+    ),
+    ResourceSpec("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), ("status",)),
+    ResourceSpec("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",)),
+    ResourceSpec("batch", "v1", "jobs", "Job", True, (), ("status",)),
+    ResourceSpec("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",)),
+    ResourceSpec("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+)
+
+# Kinds of subresources differ from their parents (discovery must say so for typed clients).
+SUBRESOURCE_KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # name: (group, kind, verbs)
+    "scale": ("autoscaling", "Scale", ("get", "patch", "update")),
+    "status": ("", "", ("get", "patch", "update")),
+    "log": ("", "Pod", ("get",)),
+    "eviction": ("policy", "Eviction", ("create",)),
+    "binding": ("", "Binding", ("create",)),
+    "exec": ("", "PodExecOptions", ("create", "get")),
+    "proxy": ("", "", ("create", "delete", "get", "patch", "update")),
+    "finalize": ("", "", ("update",)),
+}
+
+
+def find_resource(group: str, version: str, plural: str) -> ResourceSpec | None:
+    for spec in RESOURCES:
+        if spec.group == group and spec.plural == plural and version in (spec.version, *spec.extra_versions):
+            return spec
+    return None
+
+
+def resolve(kind_or_plural: str) -> ResourceSpec:
+    """Find a resource by plural, kind, singular, or short name (case-insensitive), like kubectl."""
+    wanted = kind_or_plural.lower()
+    group = None
+    if "." in wanted:  # "deployments.apps"
+        wanted, group = wanted.split(".", 1)
+    for spec in RESOURCES:
+        if group is not None and spec.group != group:
+            continue
+        if wanted in (spec.plural, spec.singular, *spec.short_names):
+            return spec
+    raise KeyError(f"Unknown resource: {kind_or_plural!r}")
+
+
+def served_group_versions() -> dict[str, list[str]]:
+    """Non-core API groups and their served versions, preferred version first."""
+    groups: dict[str, list[str]] = {}
+    for spec in RESOURCES:
+        if spec.group:
+            versions = groups.setdefault(spec.group, [])
+            for version in (spec.version, *spec.extra_versions):
+                if version not in versions:
+                    versions.append(version)
+    return groups
