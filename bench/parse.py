@@ -17,10 +17,10 @@ from pathlib import Path
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="kubernaut-bench-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow.providers.standard.operators.empty import EmptyOperator  # noqa: E402
-from airflow.sdk import DAG  # noqa: E402
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
 
-from kubernaut.factory import build_dags  # noqa: E402
+from kubernaut.factory import build_dags
 
 TEMPLATE = """\
 name: generated-{i}
@@ -54,7 +54,9 @@ def baseline(count: int) -> float:
     started = time.perf_counter()
     for i in range(count):
         with DAG(f"baseline_{i}", schedule=None):
-            a, b, c, d, e = (EmptyOperator(task_id=t) for t in ("assess", "logs", "restart", "scale", "validate"))
+            a, b, c, d, e = (
+                EmptyOperator(task_id=t) for t in ("assess", "logs", "restart", "scale", "validate")
+            )
             [a, b] >> c >> d >> e
     return time.perf_counter() - started
 

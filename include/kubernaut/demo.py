@@ -45,8 +45,9 @@ def deployment_health(sandbox: SandboxProcess, namespace: str, name: str) -> tup
         conditions = pod.get("status", {}).get("conditions", [])
         ready += any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         statuses = pod.get("status", {}).get("containerStatuses", [])
-        crashing += any((s.get("state", {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
-                        for s in statuses)
+        crashing += any(
+            (s.get("state", {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff" for s in statuses
+        )
     return int(dep["spec"].get("replicas", 1)), ready, crashing
 
 
@@ -65,8 +66,9 @@ def trigger(api: httpx.Client, dag_id: str, alert: dict[str, Any]) -> str:
     """Launch a run the way the alert receiver does: run id derived from the alert."""
     starts = alert.get("startsAt") or datetime.datetime.now(datetime.UTC).isoformat()
     run_id = f"alert__{alert['fingerprint']}__{starts.replace(':', '').replace('-', '')[:15]}"
-    response = api.post(f"/dags/{dag_id}/dagRuns",
-                        json={"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}})
+    response = api.post(
+        f"/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}}
+    )
     if response.status_code not in (200, 409):
         response.raise_for_status()
     return run_id
@@ -114,8 +116,10 @@ def run_demo(workdir: Path, keep_running: bool) -> int:
             say(f"  step {ti['task_id']:<20} {ti['state']}")
         desired, ready, crashing = deployment_health(sandbox, "demo", "web")
         fixed = state == "success" and ready == desired and crashing == 0
-        say(f"run {state}; demo/web now {ready}/{desired} Ready, {crashing} crashing -> "
-            + ("FAULT FIXED" if fixed else "NOT FIXED"))
+        say(
+            f"run {state}; demo/web now {ready}/{desired} Ready, {crashing} crashing -> "
+            + ("FAULT FIXED" if fixed else "NOT FIXED")
+        )
         say(f"see it in the UI: {airflow.url}/dags/{DEMO_TEMPLATE_DAG}/runs/{run_id}")
         if keep_running and fixed:
             say("Airflow and the sandbox keep running; press Ctrl-C to stop.")
@@ -130,7 +134,9 @@ def run_demo(workdir: Path, keep_running: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubernaut demo", description=__doc__)
-    parser.add_argument("--workdir", type=Path, default=REPO / ".demo", help="state directory (default .demo/)")
+    parser.add_argument(
+        "--workdir", type=Path, default=REPO / ".demo", help="state directory (default .demo/)"
+    )
     parser.add_argument("--exit", action="store_true", help="stop after the run instead of keeping the UI up")
     args = parser.parse_args(argv)
     # SIGTERM becomes SystemExit so the `finally` that stops Airflow and the sandbox runs.

@@ -19,7 +19,7 @@ from airflow.sdk import DAG, BaseOperator
 from kubernaut.operators import operator_for
 from kubernaut.operators.runner import StepSpec
 from kubernaut.templates.loader import LoadReport, load_templates
-from kubernaut.templates.model import Step, Template
+from kubernaut.templates.model import Rollback, Step, Template
 
 TEMPLATES_DIR_ENV = "KUBERNAUT_TEMPLATES_DIR"
 BROKEN_DAG_ID = "kubernaut_broken_templates"
@@ -56,9 +56,17 @@ def upstream_closure(deps: dict[str, list[str]]) -> dict[str, list[str]]:
     return {name: [s for s in order if s in closure[name]] for name in order}
 
 
+def rollback_spec(step: Step) -> dict[str, Any]:
+    """How this step is undone, recorded with its result: own undo, an action, or none."""
+    if step.rollback == "none":
+        return {"mode": "none"}
+    if isinstance(step.rollback, Rollback):
+        return {"mode": "action", **step.rollback.model_dump(exclude_none=True)}
+    return {"mode": "undo"}
+
+
 def _step_task(template: Template, step: Step, upstream: list[str], has_upstream: bool) -> BaseOperator:
     config = template.configuration
-    rollback = step.rollback if step.rollback is not None else None
     spec = StepSpec(
         template=template.name,
         name=step.name,
@@ -66,7 +74,7 @@ def _step_task(template: Template, step: Step, upstream: list[str], has_upstream
         action_name=step.action.action,
         parameters=dict(step.action.parameters),
         conditions=list(step.conditions),
-        rollback=rollback.model_dump(exclude_none=True) if hasattr(rollback, "model_dump") else rollback,
+        rollback=rollback_spec(step),
         dry_run=config.dry_run,
         kube_conn_id=config.kubernetes_conn_id,
     )
@@ -101,7 +109,7 @@ def build_dag(template: Template) -> DAG:
         doc_md=(
             f"**{template.name}** — {template.description}\n\nBuilt from {source}. Alerts: "
             + ", ".join(a.alertname for a in template.alert_types)
-            + ". The alert goes in `dag_run.conf` as `{\"alert\": {...}}`."
+            + '. The alert goes in `dag_run.conf` as `{"alert": {...}}`.'
         ),
     )
     deps = template.effective_dependencies()

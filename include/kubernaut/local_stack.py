@@ -79,13 +79,25 @@ class SandboxProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ready = self.workdir / "sandbox.url"
         ready.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "kubernaut.sandbox", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--kubeconfig", str(self.kubeconfig), "--ready-file", str(ready)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "kubernaut.sandbox",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--ready-file",
+            str(ready),
+        ]
         if self.seed:
             cmd += ["--seed", self.seed]
         for fault in self.faults:
             cmd += ["--fault", fault]
-        log = open(self.workdir / "sandbox.log", "wb")  # noqa: SIM115 - lives as long as the process
+        log = open(self.workdir / "sandbox.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while not ready.exists() or not ready.read_text().strip():
@@ -135,8 +147,11 @@ class AirflowStandalone:
         if secrets_file.exists():
             stored = json.loads(secrets_file.read_text())
         else:
-            stored = {"jwt": secrets.token_urlsafe(64), "api": secrets.token_urlsafe(64),
-                      "password": secrets.token_urlsafe(12)}
+            stored = {
+                "jwt": secrets.token_urlsafe(64),
+                "api": secrets.token_urlsafe(64),
+                "password": secrets.token_urlsafe(12),
+            }
             secrets_file.write_text(json.dumps(stored))
         self.password = stored["password"]
         passwords = self.home / "passwords.json"
@@ -169,7 +184,7 @@ class AirflowStandalone:
         self.port = self.port or free_port()
         env = self.environment()
         airflow = str(Path(sys.executable).with_name("airflow"))
-        log = open(self.home / "standalone.log", "wb")  # noqa: SIM115 - lives as long as the process
+        log = open(self.home / "standalone.log", "wb")
         self.proc = subprocess.Popen([airflow, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
@@ -181,7 +196,9 @@ class AirflowStandalone:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"airflow api-server not up in {timeout:.0f}s; see {self.home}/standalone.log")
+                raise RuntimeError(
+                    f"airflow api-server not up in {timeout:.0f}s; see {self.home}/standalone.log"
+                )
             time.sleep(1)
         return self
 

@@ -12,8 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
     "RenderError",
@@ -81,9 +82,3 @@ def evaluate_condition(expr: str, context: Mapping[str, Any]) -> bool:
         return bool(_env().compile_expression(text, undefined_to_none=False)(**context))
     except (UndefinedError, SecurityError, TemplateSyntaxError, TypeError, ValueError) as exc:
         raise RenderError(f"cannot evaluate condition {expr!r}: {exc}") from exc
-
-
-def referenced_names(text: str) -> set[str]:
-    """Top-level variable names a template text uses (for load-time checks)."""
-    ast = _env().parse(text)
-    return {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from kubernaut.actions.base import ActionContext
+from kubernaut.local_stack import kubernetes_connection
 from kubernaut.sandbox import SandboxCluster
 
 
@@ -17,7 +18,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
         kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
         monkeypatch.setenv(
             "AIRFLOW_CONN_KUBERNETES_DEFAULT",
-            '{"conn_type": "kubernetes", "extra": {"kube_config_path": "%s"}}' % kubeconfig,
+            kubernetes_connection(kubeconfig),
         )
         sandbox.seed_demo()
         yield sandbox

@@ -63,12 +63,16 @@ def test_invalid_names_are_refused_before_any_call() -> None:
         cls.Params.model_validate({"namespace": "Demo_NS", "pod": "web"})
 
 
-def test_restart_pod_replaces_the_pod_and_undo_is_harmless(cluster: SandboxCluster, ctx: ActionContext) -> None:
+def test_restart_pod_replaces_the_pod_and_undo_is_harmless(
+    cluster: SandboxCluster, ctx: ActionContext
+) -> None:
     pod = wait_all_ready(cluster, "web", 3)[0]
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
     action, params, result = run(ctx, "restart_pod", namespace="demo", pod=name)
     assert result.changed and result.output["deleted"] == uid
-    assert result.undo is not None and result.undo["uid"] == uid and result.undo["owner"]["kind"] == "ReplicaSet"
+    assert (
+        result.undo is not None and result.undo["uid"] == uid and result.undo["owner"]["kind"] == "ReplicaSet"
+    )
     assert cluster.get("pods", "demo", name) is None
     after = wait_all_ready(cluster, "web", 3)
     assert name not in {p["metadata"]["name"] for p in after}
@@ -113,7 +117,9 @@ def test_restart_missing_pod_fails_precheck(ctx: ActionContext) -> None:
 
 def test_scale_deployment_scales_waits_and_undoes(cluster: SandboxCluster, ctx: ActionContext) -> None:
     before = replicas(cluster, "api")
-    action, params, result = run(ctx, "scale_deployment", namespace="demo", deployment="api", replicas=before + 2)
+    action, params, result = run(
+        ctx, "scale_deployment", namespace="demo", deployment="api", replicas=before + 2
+    )
     assert result.undo == {"replicas": before} and result.changed
     assert replicas(cluster, "api") == before + 2
     assert len([p for p in pods_of(cluster, "api") if ready(p)]) == before + 2  # verify waited
@@ -151,7 +157,9 @@ def test_rollout_restart_fixes_crashloop_and_undo_restores_template(
 
     first = action.undo(ctx, params, result.undo)
     assert first["restored"] is True
-    annotations = cluster.get("deployments", "demo", "web")["spec"]["template"]["metadata"].get("annotations") or {}
+    annotations = (
+        cluster.get("deployments", "demo", "web")["spec"]["template"]["metadata"].get("annotations") or {}
+    )
     assert "kubectl.kubernetes.io/restartedAt" not in annotations
     assert action.undo(ctx, params, result.undo)["restored"] is False
 

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from kubernaut.local_stack import kubernetes_connection
 from kubernaut.sandbox import SandboxCluster
 from tests.conftest import PG_DATABASE, REPO
 
@@ -52,9 +53,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
         kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
         monkeypatch.setenv(
             "AIRFLOW_CONN_KUBERNETES_DEFAULT",
-            '{"conn_type": "kubernetes", "extra": {"kube_config_path": "%s"}}' % kubeconfig,
+            kubernetes_connection(kubeconfig),
         )
         sandbox.seed_demo()
         yield sandbox
-
-

@@ -14,7 +14,9 @@ from tests.conftest import REPO
 
 
 def ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", [])
+    )
 
 
 def crashing(pod: dict[str, Any]) -> bool:
@@ -41,8 +43,14 @@ def crashloop(cluster: SandboxCluster, app: str) -> list[dict[str, Any]]:
 
 
 def alert(name: str, **labels: str) -> dict[str, Any]:
-    return {"alert": {"status": "firing", "labels": {"alertname": name, "namespace": "demo", **labels},
-                      "annotations": {"summary": "{{ 7*7 }} stays text"}, "fingerprint": f"fp-{name}"}}
+    return {
+        "alert": {
+            "status": "firing",
+            "labels": {"alertname": name, "namespace": "demo", **labels},
+            "annotations": {"summary": "{{ 7*7 }} stays text"},
+            "fingerprint": f"fp-{name}",
+        }
+    }
 
 
 def xcom(dag_id: str, run_id: str, task_id: str) -> Any:
@@ -53,8 +61,10 @@ def xcom(dag_id: str, run_id: str, task_id: str) -> Any:
     with create_session() as session:
         row = session.scalars(
             select(XComModel).where(
-                XComModel.dag_id == dag_id, XComModel.run_id == run_id,
-                XComModel.task_id == task_id, XComModel.key == "return_value",
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == "return_value",
             )
         ).one()
         return XComModel.deserialize_value(row)
@@ -144,7 +154,7 @@ def test_template_remediates_under_dag_test(name: str, dagbag: Any, cluster: San
     prepare, check = SCENARIOS[name]
     conf = prepare(cluster)
     dag_id = "kubernaut_" + name.replace("-", "_")
-    state, run_id, states = run_dag(dagbag, dag_id, conf)
+    state, _, states = run_dag(dagbag, dag_id, conf)
     assert state == "success", states
     assert all(s in ("success", "skipped") for s in states.values()), states
     check(cluster, conf)
@@ -152,7 +162,9 @@ def test_template_remediates_under_dag_test(name: str, dagbag: Any, cluster: San
 
 def test_condition_skips_restart_of_a_healthy_pod(dagbag: Any, cluster: SandboxCluster) -> None:
     victim = settle(cluster, "web", 3)[0]["metadata"]["name"]
-    state, run_id, states = run_dag(dagbag, "kubernaut_pod_crash_recovery", alert("KubePodCrashLooping", pod=victim))
+    state, run_id, states = run_dag(
+        dagbag, "kubernaut_pod_crash_recovery", alert("KubePodCrashLooping", pod=victim)
+    )
     assert state == "success"
     assert states == {"assess-pod-state": "success", "restart-pod": "skipped", "validate-recovery": "success"}
     assert cluster.get("pods", "demo", victim) is not None
@@ -164,7 +176,9 @@ def test_injected_alert_label_fails_the_step_without_touching_the_cluster(
     dagbag: Any, cluster: SandboxCluster
 ) -> None:
     before = {p["metadata"]["name"] for p in settle(cluster, "web", 3)}
-    state, _, states = run_dag(dagbag, "kubernaut_pod_crash_recovery", alert("KubePodCrashLooping", pod="{{ 7*7 }}"))
+    state, _, states = run_dag(
+        dagbag, "kubernaut_pod_crash_recovery", alert("KubePodCrashLooping", pod="{{ 7*7 }}")
+    )
     assert state == "failed"
     assert states["assess-pod-state"] == "failed" and states["restart-pod"] == "upstream_failed"
     assert {p["metadata"]["name"] for p in pods(cluster, "web")} == before
@@ -177,5 +191,7 @@ def test_dry_run_changes_nothing(dagbag: Any, cluster: SandboxCluster) -> None:
     assert state == "success"
     record = xcom("kubernaut_rollout_restart", run_id, "rollout-restart")
     assert record["dry_run"] is True and record["changed"] is False
-    annotations = cluster.get("deployments", "demo", "api")["spec"]["template"]["metadata"].get("annotations") or {}
+    annotations = (
+        cluster.get("deployments", "demo", "api")["spec"]["template"]["metadata"].get("annotations") or {}
+    )
     assert "kubectl.kubernetes.io/restartedAt" not in annotations

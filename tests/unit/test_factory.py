@@ -58,9 +58,17 @@ def test_dag_shape(tmp_path: Path) -> None:
         "other-root": [],
     }
     left, right, join = dag.get_task("left"), dag.get_task("right"), dag.get_task("join")
-    assert (left.execution_timeout, left.retries, left.retry_delay) == (timedelta(seconds=30), 5, timedelta(seconds=3))
+    assert (left.execution_timeout, left.retries, left.retry_delay) == (
+        timedelta(seconds=30),
+        5,
+        timedelta(seconds=3),
+    )
     assert left.retry_exponential_backoff and left.max_retry_delay == timedelta(minutes=1)
-    assert (right.execution_timeout, right.retries, right.retry_delay) == (timedelta(minutes=7), 2, timedelta(seconds=20))
+    assert (right.execution_timeout, right.retries, right.retry_delay) == (
+        timedelta(minutes=7),
+        2,
+        timedelta(seconds=20),
+    )
     assert join.trigger_rule == "none_failed" and dag.get_task("first").trigger_rule == "all_success"
     assert join.upstream_steps == ["first", "left", "right"]
     assert type(dag.get_task("gated")).__name__ == "KubernetesActionOperator"
@@ -72,7 +80,11 @@ def test_dag_shape(tmp_path: Path) -> None:
 
 def test_upstream_closure_is_transitive_and_ordered() -> None:
     assert upstream_closure({"a": [], "b": ["a"], "c": [], "d": ["b", "c"]}) == {
-        "a": [], "b": ["a"], "c": [], "d": ["a", "b", "c"]}
+        "a": [],
+        "b": ["a"],
+        "c": [],
+        "d": ["a", "b", "c"],
+    }
 
 
 def test_broken_template_is_one_import_error_and_others_load(tmp_path: Path) -> None:

@@ -24,9 +24,15 @@ INJECTIONS = [
 
 @pytest.mark.parametrize("payload", INJECTIONS)
 def test_alert_values_come_through_literally(payload: str) -> None:
-    alert = alert_context({"alert": {"labels": {"alertname": "X", "pod": payload}, "annotations": {"d": payload}}})
+    alert = alert_context(
+        {"alert": {"labels": {"alertname": "X", "pod": payload}, "annotations": {"d": payload}}}
+    )
     out = render_value(
-        {"pod": "{{ alert.resource }}", "text": "{{ alert.annotations.d }}!", "n": ["{{ alert.labels.pod }}"]},
+        {
+            "pod": "{{ alert.resource }}",
+            "text": "{{ alert.annotations.d }}!",
+            "n": ["{{ alert.labels.pod }}"],
+        },
         {"alert": alert},
     )
     assert out == {"pod": payload, "text": payload + "!", "n": [payload]}
@@ -41,11 +47,24 @@ def test_sandbox_blocks_unsafe_access_in_templates() -> None:
 
 def test_alert_context_derives_target_from_kube_prometheus_labels() -> None:
     alert = alert_context(
-        {"alert": {"labels": {"alertname": "KubeDeploymentReplicasMismatch", "namespace": "shop",
-                              "deployment": "cart", "severity": "warning"}, "fingerprint": "abc"}}
+        {
+            "alert": {
+                "labels": {
+                    "alertname": "KubeDeploymentReplicasMismatch",
+                    "namespace": "shop",
+                    "deployment": "cart",
+                    "severity": "warning",
+                },
+                "fingerprint": "abc",
+            }
+        }
     )
     assert (alert["name"], alert["namespace"], alert["kind"], alert["resource"]) == (
-        "KubeDeploymentReplicasMismatch", "shop", "Deployment", "cart")
+        "KubeDeploymentReplicasMismatch",
+        "shop",
+        "Deployment",
+        "cart",
+    )
     assert alert["severity"] == "warning" and alert["fingerprint"] == "abc"
     assert alert_context({"alert": "not a mapping"})["labels"] == {}
 
@@ -71,7 +90,7 @@ class Echo(Action[EchoParams]):
     kind = "custom"
     name = "echo"
     Params = EchoParams
-    calls: list[EchoParams] = []  # noqa: RUF012
+    calls: list[EchoParams] = []
 
     def run(self, ctx: ActionContext, params: EchoParams) -> ActionResult:
         Echo.calls.append(params)
@@ -79,10 +98,23 @@ class Echo(Action[EchoParams]):
 
 
 def _run(alert: dict[str, Any], **spec: Any) -> Any:
-    step = StepSpec(template="t", name="s", action_type="custom", action_name="echo",
-                    parameters={"namespace": "{{ alert.namespace }}", "pod": "{{ alert.resource }}"}, **spec)
-    return run_step(step, conf={"alert": alert}, params={}, steps={}, timeout=5,
-                    logger=logging.getLogger("t"), actions=TEST_ACTIONS)
+    step = StepSpec(
+        template="t",
+        name="s",
+        action_type="custom",
+        action_name="echo",
+        parameters={"namespace": "{{ alert.namespace }}", "pod": "{{ alert.resource }}"},
+        **spec,
+    )
+    return run_step(
+        step,
+        conf={"alert": alert},
+        params={},
+        steps={},
+        timeout=5,
+        logger=logging.getLogger("t"),
+        actions=TEST_ACTIONS,
+    )
 
 
 def test_injected_name_is_refused_before_the_action_runs() -> None:

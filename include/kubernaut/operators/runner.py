@@ -58,7 +58,7 @@ def run_step(
     params: Mapping[str, Any],
     steps: Mapping[str, Any],
     timeout: float,
-    logger: logging.Logger,
+    logger: logging.Logger | Any,
     actions: ActionRegistry = registry,
     **context_overrides: Any,
 ) -> StepOutcome:
