@@ -107,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@subcommand("actions")
+def _setup_actions(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("actions", help="print the action catalogue as a Markdown table")
+    p.add_argument("--update-readme", type=Path, metavar="README", help="rewrite the table in this file")
+    p.set_defaults(handler=_actions)
+
+
+def _actions(args: argparse.Namespace) -> int:
+    from kubernaut.actions.catalogue import markdown_table, replace_in
+
+    table = markdown_table(action_registry())
+    if args.update_readme:
+        args.update_readme.write_text(replace_in(args.update_readme.read_text(), table))
+    else:
+        print(table)
+    return EXIT_OK
+
+
 DELEGATED: dict[str, str] = {}
 
 

@@ -64,3 +64,12 @@ def test_user_package_registers_through_entry_point(tmp_path: Path, monkeypatch:
         assert result.output == {"greeting": "hello sre"}
     finally:
         sys.modules.pop("acme_actions", None)
+
+
+def test_readme_action_table_is_generated_from_the_code() -> None:
+    from kubernaut.actions.catalogue import BEGIN, END, markdown_table
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    current = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert current == markdown_table(), "run: kubernaut actions --update-readme README.md"

@@ -81,6 +81,11 @@ class ActionContext:
     poll_interval: float = 1.0
     # For an explicit ``rollback:`` action: the undo record of the step it rolls back.
     undo_record: dict[str, Any] | None = None
+    # Durable undo journal (wired by the operator to the history DB): ``prior_undo`` is the
+    # record an earlier, interrupted attempt of this same step saved; ``save_undo`` persists
+    # a record before the change is made.
+    prior_undo: dict[str, Any] | None = None
+    save_undo: Callable[[dict[str, Any]], None] = field(default=lambda record: None, repr=False)
     _api_client: ApiClient | None = field(default=None, repr=False)
 
     @property
@@ -88,6 +93,15 @@ class ActionContext:
         if self._api_client is None:
             self._api_client = self.kube_client_factory(self.kube_conn_id)
         return self._api_client
+
+    def remember_prior(self, fresh: dict[str, Any]) -> dict[str, Any]:
+        """Call right before changing anything: returns the undo record to use (an earlier
+        attempt's record wins, since its change may already be made) after persisting it."""
+        record = self.prior_undo if self.prior_undo is not None else fresh
+        if not self.dry_run:
+            self.save_undo(record)
+            self.prior_undo = record  # a conflict retry within this attempt keeps the first record
+        return record
 
     def remaining(self) -> float:
         """Seconds left of the step's timeout (never negative)."""
@@ -105,6 +119,10 @@ class Action(ABC, Generic[P]):
     Params: ClassVar[type[ActionParams]] = NoParams
     mutating: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+    # For the catalogue table (`kubernaut actions`): what it changes, its undo, its dry run.
+    changes: ClassVar[str] = "nothing"
+    undo_doc: ClassVar[str] = "—"
+    dry_run_doc: ClassVar[str] = "same as a real run (read-only)"
 
     def precheck(self, ctx: ActionContext, params: P) -> None:
         """Refuse to start (raise PreconditionFailed) before anything changes."""

@@ -120,9 +120,15 @@ class RestartPod(Action[RestartPodParams]):
     mutating = True
     summary = "Delete a pod so its controller replaces it (the pod's manifest is the undo record)."
 
+    changes = "deletes the pod (uid precondition) so its controller replaces it"
+    undo_doc = "recreates a bare pod from its recorded manifest; an owned pod needs nothing"
+    dry_run_doc = "`dryRun=All` delete"
+
     def precheck(self, ctx: ActionContext, params: RestartPodParams) -> None:
         pod = read_pod(_core(ctx), params.namespace, params.pod)
         if pod is None:
+            if ctx.prior_undo is not None:
+                return  # an interrupted earlier attempt already deleted it
             raise PreconditionFailed(f"pod {params.namespace}/{params.pod} not found")
         if controller_of(pod.metadata) is None and not params.allow_unowned:
             raise PreconditionFailed(
@@ -133,14 +139,21 @@ class RestartPod(Action[RestartPodParams]):
     def run(self, ctx: ActionContext, params: RestartPodParams) -> ActionResult:
         core = _core(ctx)
         pod = read_pod(core, params.namespace, params.pod)
+        prior = ctx.prior_undo
+        if prior is not None and (pod is None or pod.metadata.uid != prior["uid"]):
+            # The pod this step meant to restart is already gone: never delete its successor.
+            output = {"deleted": prior["uid"], "owner": prior["owner"], "dry_run": ctx.dry_run}
+            return ActionResult(output={**output, "already_done": True}, undo=prior, changed=True)
         if pod is None:
             raise ActionError(f"pod {params.namespace}/{params.pod} not found")
         owner = controller_of(pod.metadata)
-        undo = {
-            "pod": sanitized_manifest(ctx.api_client, pod),
-            "uid": pod.metadata.uid,
-            "owner": owner.to_dict() if owner else None,
-        }
+        undo = ctx.remember_prior(
+            {
+                "pod": sanitized_manifest(ctx.api_client, pod),
+                "uid": pod.metadata.uid,
+                "owner": owner.to_dict() if owner else None,
+            }
+        )
         # The uid precondition makes sure we delete this pod, not a same-named successor.
         body = client.V1DeleteOptions(
             preconditions=client.V1Preconditions(uid=pod.metadata.uid),
@@ -189,6 +202,8 @@ class RollbackPodRestart(Action[PodParams]):
     Params = PodParams
     mutating = True
     summary = "Rollback for restart_pod: recreate a bare pod from its recorded manifest."
+    changes = "creates the pod again if it had no controller and is gone"
+    dry_run_doc = "`dryRun=All` create"
 
     def run(self, ctx: ActionContext, params: PodParams) -> ActionResult:
         if not ctx.undo_record:
@@ -205,20 +220,24 @@ class ScaleDeploymentParams(DeploymentParams):
     replicas: int = Field(ge=0, description="Desired replica count")
 
 
-def _replace_scale(ctx: ActionContext, namespace: str, name: str, replicas: int) -> int:
-    """Set replicas through the /scale subresource with the read resourceVersion; return the old count."""
+def _set_replicas(
+    ctx: ActionContext, namespace: str, name: str, replicas: int, *, journal: bool
+) -> tuple[int, dict[str, Any] | None]:
+    """Set replicas through /scale with the read resourceVersion (conflicts re-read and
+    retried). With ``journal`` the prior count is persisted before the change."""
     apps = _apps(ctx)
     what = f"deployment {namespace}/{name}"
 
-    def attempt() -> int:
+    def attempt() -> tuple[int, dict[str, Any] | None]:
         with api_errors(what):
             scale = apps.read_namespaced_deployment_scale(name, namespace)
         before = int(scale.spec.replicas or 0)
+        undo = ctx.remember_prior({"replicas": before}) if journal else None
         if before != replicas:
             scale.spec.replicas = replicas
             with api_errors(what):
                 apps.replace_namespaced_deployment_scale(name, namespace, scale, **_dry(ctx))
-        return before
+        return before, undo
 
     return retry_on_conflict(attempt)
 
@@ -230,12 +249,15 @@ class ScaleDeployment(Action[ScaleDeploymentParams]):
     Params = ScaleDeploymentParams
     mutating = True
     summary = "Set a deployment's replicas (prior count is the undo record); waits until ready."
+    changes = "`spec.replicas` through `/scale` (resourceVersion; conflicts retried); waits until Ready"
+    undo_doc = "restores the recorded replica count"
+    dry_run_doc = "`dryRun=All` replace of `/scale`"
 
     def run(self, ctx: ActionContext, params: ScaleDeploymentParams) -> ActionResult:
-        before = _replace_scale(ctx, params.namespace, params.deployment, params.replicas)
+        before, undo = _set_replicas(ctx, params.namespace, params.deployment, params.replicas, journal=True)
         return ActionResult(
             output={"replicas_before": before, "replicas": params.replicas},
-            undo={"replicas": before},
+            undo=undo,
             changed=before != params.replicas and not ctx.dry_run,
         )
 
@@ -245,8 +267,9 @@ class ScaleDeployment(Action[ScaleDeploymentParams]):
     def undo(
         self, ctx: ActionContext, params: ScaleDeploymentParams, record: dict[str, Any]
     ) -> dict[str, Any]:
-        before = _replace_scale(ctx, params.namespace, params.deployment, int(record["replicas"]))
-        return {"replicas": record["replicas"], "replicas_before_undo": before}
+        target = int(record["replicas"])
+        before, _ = _set_replicas(ctx, params.namespace, params.deployment, target, journal=False)
+        return {"replicas": target, "replicas_before_undo": before, "restored": before != target}
 
 
 def wait_deployment_ready(
@@ -290,6 +313,9 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
     Params = DeploymentParams
     mutating = True
     summary = "Restart all pods of a deployment as `kubectl rollout restart` does; waits for the rollout."
+    changes = "pod-template annotation `kubectl.kubernetes.io/restartedAt`; waits for the rollout"
+    undo_doc = "restores the previous annotation, rolling back to the previous ReplicaSet"
+    dry_run_doc = "`dryRun=All` patch"
 
     def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
         apps = _apps(ctx)
@@ -297,7 +323,14 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
         with api_errors(what):
             dep = apps.read_namespaced_deployment(params.deployment, params.namespace)
         annotations = dep.spec.template.metadata.annotations or {} if dep.spec.template.metadata else {}
-        undo = {"restartedAt": annotations.get(RESTARTED_AT), "generation": dep.metadata.generation}
+        prior = ctx.prior_undo
+        if prior is not None and annotations.get(RESTARTED_AT) != prior["restartedAt"]:
+            # An interrupted earlier attempt already restarted it: restarting twice is a double change.
+            output = {"restartedAt": annotations.get(RESTARTED_AT), "already_done": True}
+            return ActionResult(output=output, undo=prior, changed=True)
+        undo = ctx.remember_prior(
+            {"restartedAt": annotations.get(RESTARTED_AT), "generation": dep.metadata.generation}
+        )
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {
             "metadata": {"resourceVersion": dep.metadata.resource_version},
