@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from kubernaut.config import KubernautConfig
+
 ActionKind = Literal["kubernetes", "monitoring", "custom"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("kubernetes", "monitoring", "custom")
 
@@ -87,6 +89,16 @@ class ActionContext:
     prior_undo: dict[str, Any] | None = None
     save_undo: Callable[[dict[str, Any]], None] = field(default=lambda record: None, repr=False)
     _api_client: ApiClient | None = field(default=None, repr=False)
+    _config: KubernautConfig | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> KubernautConfig:
+        """Policy, script allow-list and connection ids (loaded on first use)."""
+        if self._config is None:
+            from kubernaut.config import load_config
+
+            self._config = load_config()
+        return self._config
 
     @property
     def api_client(self) -> ApiClient:
