@@ -1,0 +1,100 @@
+"""Versioned schema of the remediation history. Append migrations; never edit applied ones."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "runs, steps, undo journal, outcomes, alert decisions",
+        """
+        CREATE TABLE kubernaut_runs (
+            id               BIGSERIAL PRIMARY KEY,
+            dag_id           TEXT NOT NULL,
+            dag_run_id       TEXT NOT NULL,
+            template         TEXT NOT NULL,
+            alert_fingerprint TEXT NOT NULL DEFAULT '',
+            alert_name       TEXT NOT NULL DEFAULT '',
+            target_kind      TEXT NOT NULL DEFAULT '',
+            target_namespace TEXT NOT NULL DEFAULT '',
+            target_name      TEXT NOT NULL DEFAULT '',
+            dry_run          BOOLEAN NOT NULL DEFAULT FALSE,
+            status           TEXT NOT NULL DEFAULT 'running',
+            detail           TEXT NOT NULL DEFAULT '',
+            started_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+            finished_at      TIMESTAMPTZ,
+            UNIQUE (dag_id, dag_run_id)
+        );
+        CREATE INDEX kubernaut_runs_target ON kubernaut_runs (target_namespace, target_name, started_at DESC);
+        CREATE INDEX kubernaut_runs_alert ON kubernaut_runs (alert_name, started_at DESC);
+        CREATE INDEX kubernaut_runs_template ON kubernaut_runs (template, started_at DESC);
+
+        CREATE TABLE kubernaut_steps (
+            id           BIGSERIAL PRIMARY KEY,
+            run_id       BIGINT NOT NULL REFERENCES kubernaut_runs (id) ON DELETE CASCADE,
+            step         TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            parameters   JSONB NOT NULL DEFAULT '{}',
+            result       JSONB,
+            status       TEXT NOT NULL DEFAULT 'running',
+            error        TEXT NOT NULL DEFAULT '',
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+            finished_at  TIMESTAMPTZ,
+            duration_ms  INTEGER,
+            UNIQUE (run_id, step)
+        );
+
+        CREATE TABLE kubernaut_undo_journal (
+            id            BIGSERIAL PRIMARY KEY,
+            run_id        BIGINT NOT NULL REFERENCES kubernaut_runs (id) ON DELETE CASCADE,
+            step          TEXT NOT NULL,
+            action        TEXT NOT NULL,
+            parameters    JSONB NOT NULL DEFAULT '{}',
+            prior_state   JSONB NOT NULL,
+            recorded_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+            rollback_mode TEXT NOT NULL DEFAULT 'undo',
+            undo_status   TEXT NOT NULL DEFAULT 'pending',
+            undo_result   JSONB,
+            undo_attempts INTEGER NOT NULL DEFAULT 0,
+            undone_at     TIMESTAMPTZ,
+            UNIQUE (run_id, step)
+        );
+
+        CREATE TABLE kubernaut_outcomes (
+            id          BIGSERIAL PRIMARY KEY,
+            run_id      BIGINT NOT NULL REFERENCES kubernaut_runs (id) ON DELETE CASCADE,
+            kind        TEXT NOT NULL,
+            outcome     TEXT NOT NULL,
+            detail      JSONB NOT NULL DEFAULT '{}',
+            recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+
+        CREATE TABLE kubernaut_alert_decisions (
+            id               BIGSERIAL PRIMARY KEY,
+            received_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+            fingerprint      TEXT NOT NULL DEFAULT '',
+            alert_name       TEXT NOT NULL DEFAULT '',
+            alert_status     TEXT NOT NULL DEFAULT '',
+            decision         TEXT NOT NULL,
+            reason           TEXT NOT NULL DEFAULT '',
+            template         TEXT NOT NULL DEFAULT '',
+            dag_id           TEXT NOT NULL DEFAULT '',
+            dag_run_id       TEXT NOT NULL DEFAULT '',
+            target_kind      TEXT NOT NULL DEFAULT '',
+            target_namespace TEXT NOT NULL DEFAULT '',
+            target_name      TEXT NOT NULL DEFAULT '',
+            labels           JSONB NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX kubernaut_decisions_fingerprint
+            ON kubernaut_alert_decisions (fingerprint, received_at DESC);
+        """,
+    ),
+]
+
+SCHEMA_TABLE = """
+CREATE TABLE IF NOT EXISTS kubernaut_schema_version (
+    version    INTEGER PRIMARY KEY,
+    summary    TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+"""

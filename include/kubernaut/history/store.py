@@ -1,0 +1,399 @@
+"""The remediation history in PostgreSQL, through the postgres provider's PostgresHook.
+
+Tasks write here as they go: the run, each step, and the undo journal. The journal row
+for a step is written before the step changes anything, so a task killed at any moment
+leaves enough behind to undo (or to resume without changing twice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubernaut.history.migrations import MIGRATIONS, SCHEMA_TABLE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONN_ID = "kubernaut_history"
+FINAL_FAILURES = ("failed", "rolled_back", "rollback_failed")
+
+
+class HistoryUnavailable(RuntimeError):
+    """The history database cannot be reached or is not migrated."""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    step: str
+    action: str
+    parameters: dict[str, Any]
+    prior_state: dict[str, Any]
+    rollback_mode: str
+    undo_status: str
+    undo_attempts: int
+    completed_at: datetime | None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _hook_connect(conn_id: str) -> Callable[[], Any]:
+    def connect() -> Any:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresHook(postgres_conn_id=conn_id).get_conn()
+
+    return connect
+
+
+class History:
+    def __init__(self, conn_id: str = DEFAULT_CONN_ID, *, connect: Callable[[], Any] | None = None) -> None:
+        self.conn_id = conn_id
+        self._connect = connect or _hook_connect(conn_id)
+        self._conn: Any = None
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _connection(self) -> Any:
+        if self._conn is None or getattr(self._conn, "closed", False):
+            try:
+                self._conn = self._connect()
+            except Exception as exc:
+                raise HistoryUnavailable(f"history database ({self.conn_id}) unreachable: {exc}") from exc
+            self._conn.autocommit = True
+        return self._conn
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                if cur.description is None:
+                    return []
+                names = [d[0] for d in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        except Exception:
+            self.close()  # a broken connection is not reused
+            raise
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        rows = self._query(sql, params)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    # -- schema -----------------------------------------------------------------------
+    def version(self) -> int:
+        self._query(SCHEMA_TABLE)
+        row = self._one("SELECT coalesce(max(version), 0) AS v FROM kubernaut_schema_version")
+        return int(row["v"]) if row else 0
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations in order, each in its own transaction (serialized by a lock)."""
+        conn = self._connection()
+        applied: list[int] = []
+        self._query("SELECT pg_advisory_lock(hashtext('kubernaut_migrate'))")
+        try:
+            current = self.version()
+            for version, summary, sql in MIGRATIONS:
+                if version <= current:
+                    continue
+                conn.autocommit = False
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(sql)
+                        cur.execute(
+                            "INSERT INTO kubernaut_schema_version (version, summary) VALUES (%s, %s)",
+                            (version, summary),
+                        )
+                    conn.commit()
+                except Exception:
+                    conn.rollback()
+                    raise
+                finally:
+                    conn.autocommit = True
+                applied.append(version)
+        finally:
+            self._query("SELECT pg_advisory_unlock(hashtext('kubernaut_migrate'))")
+        return applied
+
+    # -- runs and steps (written by tasks) ----------------------------------------------
+    def ensure_run(
+        self, dag_id: str, dag_run_id: str, template: str, alert: Mapping[str, Any], dry_run: bool
+    ) -> int:
+        row = self._one(
+            """
+            INSERT INTO kubernaut_runs (dag_id, dag_run_id, template, alert_fingerprint, alert_name,
+                                        target_kind, target_namespace, target_name, dry_run)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id
+            RETURNING id
+            """,
+            (
+                dag_id,
+                dag_run_id,
+                template,
+                str(alert.get("fingerprint", "")),
+                str(alert.get("name", "")),
+                str(alert.get("kind", "")),
+                str(alert.get("namespace", "")),
+                str(alert.get("resource", "")),
+                dry_run,
+            ),
+        )
+        assert row is not None
+        return int(row["id"])
+
+    def finish_run(self, run_id: int, status: str, detail: str = "") -> None:
+        self._query(
+            "UPDATE kubernaut_runs SET status = %s, detail = %s, finished_at = now() WHERE id = %s",
+            (status, detail, run_id),
+        )
+
+    def step_started(self, run_id: int, step: str, action: str, parameters: Mapping[str, Any]) -> None:
+        self._query(
+            """
+            INSERT INTO kubernaut_steps (run_id, step, action, parameters, attempts)
+            VALUES (%s, %s, %s, %s::jsonb, 1)
+            ON CONFLICT (run_id, step) DO UPDATE
+               SET attempts = kubernaut_steps.attempts + 1, status = 'running', error = '',
+                   parameters = EXCLUDED.parameters, started_at = now(), finished_at = NULL
+            """,
+            (run_id, step, action, _json(parameters)),
+        )
+
+    def step_finished(
+        self, run_id: int, step: str, status: str, result: Any = None, error: str = "", action: str = ""
+    ) -> None:
+        self._query(
+            """
+            INSERT INTO kubernaut_steps (run_id, step, action, status, result, error, attempts,
+                                         finished_at, duration_ms)
+            VALUES (%s, %s, %s, %s, %s::jsonb, %s, 1, now(), 0)
+            ON CONFLICT (run_id, step) DO UPDATE
+               SET status = EXCLUDED.status, result = EXCLUDED.result, error = EXCLUDED.error,
+                   finished_at = now(),
+                   duration_ms = (extract(epoch FROM now() - kubernaut_steps.started_at) * 1000)::int
+            """,
+            (run_id, step, action, status, _json(result), error[:4000]),
+        )
+
+    # -- undo journal -------------------------------------------------------------------
+    def save_undo(
+        self,
+        run_id: int,
+        step: str,
+        action: str,
+        parameters: Mapping[str, Any],
+        prior_state: Mapping[str, Any],
+        rollback_mode: str = "undo",
+    ) -> None:
+        """First record wins: a retried attempt must never replace the original prior state."""
+        self._query(
+            """
+            INSERT INTO kubernaut_undo_journal (run_id, step, action, parameters, prior_state, rollback_mode)
+            VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s)
+            ON CONFLICT (run_id, step) DO NOTHING
+            """,
+            (run_id, step, action, _json(parameters), _json(prior_state), rollback_mode),
+        )
+
+    def undo_record(self, run_id: int, step: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT prior_state FROM kubernaut_undo_journal WHERE run_id = %s AND step = %s", (run_id, step)
+        )
+        return _as_dict(row["prior_state"]) if row else None
+
+    def journal(self, run_id: int) -> list[JournalEntry]:
+        """Entries in rollback order: the most recently completed change first."""
+        rows = self._query(
+            """
+            SELECT j.id, j.step, j.action, j.parameters, j.prior_state, j.rollback_mode, j.undo_status,
+                   j.undo_attempts, coalesce(s.finished_at, j.recorded_at) AS completed_at
+              FROM kubernaut_undo_journal j
+              LEFT JOIN kubernaut_steps s ON s.run_id = j.run_id AND s.step = j.step
+             WHERE j.run_id = %s
+             ORDER BY coalesce(s.finished_at, j.recorded_at) DESC, j.id DESC
+            """,
+            (run_id,),
+        )
+        return [
+            JournalEntry(
+                id=int(r["id"]),
+                step=r["step"],
+                action=r["action"],
+                parameters=_as_dict(r["parameters"]),
+                prior_state=_as_dict(r["prior_state"]),
+                rollback_mode=r["rollback_mode"],
+                undo_status=r["undo_status"],
+                undo_attempts=int(r["undo_attempts"]),
+                completed_at=r["completed_at"],
+            )
+            for r in rows
+        ]
+
+    def mark_undo(self, entry_id: int, status: str, result: Any) -> None:
+        self._query(
+            """
+            UPDATE kubernaut_undo_journal
+               SET undo_status = %s, undo_result = %s::jsonb, undo_attempts = undo_attempts + 1,
+                   undone_at = now()
+             WHERE id = %s
+            """,
+            (status, _json(result), entry_id),
+        )
+
+    @contextmanager
+    def run_lock(self, run_id: int) -> Iterator[None]:
+        """One rollback per run at a time, across processes; released if the holder dies."""
+        locker = History(self.conn_id, connect=self._connect)
+        locker._query("SELECT pg_advisory_lock(%s, %s)", (0x6B75, run_id))
+        try:
+            yield
+        finally:
+            try:
+                locker._query("SELECT pg_advisory_unlock(%s, %s)", (0x6B75, run_id))
+            finally:
+                locker.close()
+
+    # -- outcomes and decisions ------------------------------------------------------------
+    def record_outcome(self, run_id: int, kind: str, outcome: str, detail: Mapping[str, Any]) -> None:
+        self._query(
+            "INSERT INTO kubernaut_outcomes (run_id, kind, outcome, detail) VALUES (%s, %s, %s, %s::jsonb)",
+            (run_id, kind, outcome, _json(detail)),
+        )
+
+    def record_decision(
+        self,
+        *,
+        fingerprint: str,
+        alert_name: str,
+        alert_status: str,
+        decision: str,
+        reason: str,
+        template: str = "",
+        dag_id: str = "",
+        dag_run_id: str = "",
+        target: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        target = target or {}
+        self._query(
+            """
+            INSERT INTO kubernaut_alert_decisions (fingerprint, alert_name, alert_status, decision, reason,
+                template, dag_id, dag_run_id, target_kind, target_namespace, target_name, labels)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+            """,
+            (
+                fingerprint,
+                alert_name,
+                alert_status,
+                decision,
+                reason,
+                template,
+                dag_id,
+                dag_run_id,
+                target.get("kind", ""),
+                target.get("namespace", ""),
+                target.get("name", ""),
+                _json(dict(labels or {})),
+            ),
+        )
+
+    # -- queries (CLI, alert intake) -------------------------------------------------------
+    def runs(
+        self,
+        *,
+        limit: int = 20,
+        alert: str | None = None,
+        namespace: str | None = None,
+        target: str | None = None,
+        template: str | None = None,
+        status: str | None = None,
+    ) -> list[dict[str, Any]]:
+        where, params = ["TRUE"], []
+        for column, value in (
+            ("alert_name", alert),
+            ("target_namespace", namespace),
+            ("target_name", target),
+            ("template", template),
+            ("status", status),
+        ):
+            if value:
+                where.append(f"{column} = %s")
+                params.append(value)
+        return self._query(
+            f"SELECT * FROM kubernaut_runs WHERE {' AND '.join(where)} "
+            "ORDER BY started_at DESC, id DESC LIMIT %s",
+            (*params, limit),
+        )
+
+    def run(self, key: str | int) -> dict[str, Any] | None:
+        """One run with its steps and journal, by id or dag_run_id."""
+        if isinstance(key, int) or str(key).isdigit():
+            row = self._one("SELECT * FROM kubernaut_runs WHERE id = %s", (int(key),))
+        else:
+            row = self._one(
+                "SELECT * FROM kubernaut_runs WHERE dag_run_id = %s ORDER BY id DESC LIMIT 1", (key,)
+            )
+        if row is None:
+            return None
+        run_id = row["id"]
+        row["steps"] = self._query(
+            "SELECT * FROM kubernaut_steps WHERE run_id = %s ORDER BY started_at, id", (run_id,)
+        )
+        row["undo"] = self._query(
+            "SELECT * FROM kubernaut_undo_journal WHERE run_id = %s ORDER BY undone_at NULLS LAST, id",
+            (run_id,),
+        )
+        row["outcomes"] = self._query(
+            "SELECT * FROM kubernaut_outcomes WHERE run_id = %s ORDER BY id", (run_id,)
+        )
+        return row
+
+    def last_run(self, template: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(
+            """SELECT * FROM kubernaut_runs WHERE template = %s AND target_namespace = %s AND target_name = %s
+               AND NOT dry_run ORDER BY started_at DESC LIMIT 1""",
+            (template, namespace, name),
+        )
+
+    def active_runs(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return self._query(
+            """SELECT * FROM kubernaut_runs WHERE target_namespace = %s AND target_name = %s
+               AND status = 'running' ORDER BY started_at DESC""",
+            (namespace, name),
+        )
+
+    def consecutive_failures(self, alert_name: str, namespace: str, name: str) -> int:
+        """Failed runs for this alert and target since the last success."""
+        rows = self._query(
+            """SELECT status FROM kubernaut_runs WHERE alert_name = %s AND target_namespace = %s
+               AND target_name = %s AND status <> 'running' AND NOT dry_run
+               ORDER BY started_at DESC LIMIT 50""",
+            (alert_name, namespace, name),
+        )
+        count = 0
+        for row in rows:
+            if row["status"] not in FINAL_FAILURES:
+                break
+            count += 1
+        return count
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        loaded = json.loads(value)
+        return loaded if isinstance(loaded, dict) else {"value": loaded}
+    return dict(value) if isinstance(value, Mapping) else {}
