@@ -20,3 +20,6 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"{PG_SERVER}/{PG_DATABASE}"
 os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(64)
 os.environ["AIRFLOW__API__SECRET_KEY"] = secrets.token_urlsafe(64)
 os.environ["KUBERNAUT_TEMPLATES_DIR"] = str(REPO / "templates")
+# The remediation history (undo journal) lives in its own database.
+HISTORY_DATABASE = f"{PG_DATABASE}_history"
+os.environ["AIRFLOW_CONN_KUBERNAUT_HISTORY"] = f"postgresql://postgres@127.0.0.1:5432/{HISTORY_DATABASE}"

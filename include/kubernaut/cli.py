@@ -148,6 +148,7 @@ def _call(target: str, argv: list[str]) -> int:
 
 _delegate("demo", "run the demo: Airflow + sandbox cluster + a fault + an alert", "kubernaut.demo:main")
 _delegate("sandbox", "serve the sandbox Kubernetes cluster", "kubernaut.sandbox.cli:main")
+_delegate("history", "remediation history: migrate, list, show", "kubernaut.history.cli:main")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,13 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, BaseOperator
 
 from kubernaut.operators import operator_for
+from kubernaut.operators.rollback import (
+    FINALIZE_TASK,
+    ROLLBACK_TASK,
+    KubernautFinalizeOperator,
+    KubernautRollbackOperator,
+    rollback_on_failure,
+)
 from kubernaut.operators.runner import StepSpec
 from kubernaut.templates.loader import LoadReport, load_templates
 from kubernaut.templates.model import Rollback, Step, Template
@@ -93,7 +101,7 @@ def _step_task(template: Template, step: Step, upstream: list[str], has_upstream
         kwargs["retry_exponential_backoff"] = 2.0
     if has_upstream:
         kwargs["trigger_rule"] = NONE_FAILED
-    return operator_for(step.action.type)(**kwargs)
+    return operator_for(step.action.type)(on_failure_callback=rollback_on_failure, **kwargs)
 
 
 def build_dag(template: Template) -> DAG:
@@ -132,6 +140,26 @@ def build_dag(template: Template) -> DAG:
                 entry[step.name] = gate
             for up in deps[step.name]:
                 exit_[up] >> entry[step.name]
+        # The visible rollback path: after the last steps, whatever their outcome.
+        has_downstream = {up for ups in deps.values() for up in ups}
+        leaves = [exit_[s.name] for s in template.steps if s.name not in has_downstream]
+        rollback = KubernautRollbackOperator(
+            task_id=ROLLBACK_TASK,
+            template=template.name,
+            trigger_rule="all_done",
+            retries=2,
+            retry_delay=timedelta(seconds=10),
+            doc_md="Undoes every change of this run, most recent first, when any step failed.",
+        )
+        finalize = KubernautFinalizeOperator(
+            task_id=FINALIZE_TASK,
+            template=template.name,
+            trigger_rule="all_done",
+            retries=2,
+            retry_delay=timedelta(seconds=5),
+            doc_md="Records the outcome in the history; fails the run when a step failed.",
+        )
+        leaves >> rollback >> finalize
     return dag
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from kubernaut.local_stack import kubernetes_connection
 from kubernaut.sandbox import SandboxCluster
-from tests.conftest import PG_DATABASE, REPO
+from kubernaut.history import History
+from tests.conftest import HISTORY_DATABASE, PG_DATABASE, REPO
 
 
 def _admin_sql(statement: str) -> None:
@@ -27,14 +28,17 @@ def _admin_sql(statement: str) -> None:
 @pytest.fixture(scope="session")
 def airflow_db() -> Iterator[str]:
     _admin_sql(f'CREATE DATABASE "{PG_DATABASE}"')
+    _admin_sql(f'CREATE DATABASE "{HISTORY_DATABASE}"')
     from airflow.utils.db import initdb
 
     initdb()
+    History().migrate()
     yield PG_DATABASE
     from airflow import settings
 
     settings.dispose_orm()
     _admin_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+    _admin_sql(f'DROP DATABASE IF EXISTS "{HISTORY_DATABASE}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -166,7 +166,13 @@ def test_condition_skips_restart_of_a_healthy_pod(dagbag: Any, cluster: SandboxC
         dagbag, "kubernaut_pod_crash_recovery", alert("KubePodCrashLooping", pod=victim)
     )
     assert state == "success"
-    assert states == {"assess-pod-state": "success", "restart-pod": "skipped", "validate-recovery": "success"}
+    assert states == {
+        "assess-pod-state": "success",
+        "restart-pod": "skipped",
+        "validate-recovery": "success",
+        "rollback": "skipped",
+        "finalize": "success",
+    }
     assert cluster.get("pods", "demo", victim) is not None
     record = xcom("kubernaut_pod_crash_recovery", run_id, "assess-pod-state")
     assert record["output"]["ready"] is True and record["parameters"] == {"namespace": "demo", "pod": victim}
@@ -181,6 +187,7 @@ def test_injected_alert_label_fails_the_step_without_touching_the_cluster(
     )
     assert state == "failed"
     assert states["assess-pod-state"] == "failed" and states["restart-pod"] == "upstream_failed"
+    assert states["rollback"] == "success" and states["finalize"] == "failed"
     assert {p["metadata"]["name"] for p in pods(cluster, "web")} == before
 
 

@@ -56,7 +56,12 @@ def test_dag_shape(tmp_path: Path) -> None:
         "approve-gated": ["join"],
         "gated": ["approve-gated"],
         "other-root": [],
+        "rollback": ["gated", "other-root"],
+        "finalize": ["rollback"],
     }
+    assert dag.get_task("rollback").trigger_rule == "all_done"
+    assert dag.get_task("finalize").trigger_rule == "all_done"
+    assert dag.get_task("left").on_failure_callback
     left, right, join = dag.get_task("left"), dag.get_task("right"), dag.get_task("join")
     assert (left.execution_timeout, left.retries, left.retry_delay) == (
         timedelta(seconds=30),

@@ -16,11 +16,20 @@ from pydantic import ValidationError
 from kubernaut.actions.base import ActionContext
 from kubernaut.actions.registry import ActionRegistry, registry
 from kubernaut.alert import alert_context
+from kubernaut.operators.recorder import NullRecorder, StepRecorder
 from kubernaut.rendering import RenderError, evaluate_condition, render_value
 
 
 class StepInputError(ValueError):
     """The step's rendered input is invalid: retrying cannot help."""
+
+
+class InjectedFailure(StepInputError):
+    """Game-day testing: the run's conf asked this step to fail after its action ran
+    (``{"inject_failure": {"step": NAME}}``), to rehearse the rollback. Alerts cannot set it."""
+
+
+INJECT_KEY = "inject_failure"
 
 
 @dataclass
@@ -60,6 +69,30 @@ def run_step(
     timeout: float,
     logger: logging.Logger | Any,
     actions: ActionRegistry = registry,
+    recorder: StepRecorder | None = None,
+    **context_overrides: Any,
+) -> StepOutcome:
+    recorder = recorder or NullRecorder()
+    try:
+        outcome = _run_step(
+            spec, conf, params, steps, timeout, logger, actions, recorder, **context_overrides
+        )
+    except Exception as exc:
+        recorder.finished("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    recorder.finished("skipped" if outcome.skipped else "success", outcome.record or None, outcome.reason)
+    return outcome
+
+
+def _run_step(
+    spec: StepSpec,
+    conf: Mapping[str, Any] | None,
+    params: Mapping[str, Any],
+    steps: Mapping[str, Any],
+    timeout: float,
+    logger: logging.Logger | Any,
+    actions: ActionRegistry,
+    recorder: StepRecorder,
     **context_overrides: Any,
 ) -> StepOutcome:
     context = render_context(conf, params, steps)
@@ -87,8 +120,20 @@ def run_step(
         ) from exc
 
     dry_run = spec.dry_run or bool((conf or {}).get("dry_run", False))
+    if action_cls.mutating and not dry_run and not recorder.durable:
+        raise StepInputError(
+            f"step {spec.name!r} changes the cluster but no history database is configured for its "
+            "undo journal (Airflow connection 'kubernaut_history'); refusing to change anything"
+        )
+    recorder.started(rendered)
     ctx = ActionContext(
-        dry_run=dry_run, timeout=timeout, kube_conn_id=spec.kube_conn_id, logger=logger, **context_overrides
+        dry_run=dry_run,
+        timeout=timeout,
+        kube_conn_id=spec.kube_conn_id,
+        logger=logger,
+        prior_undo=recorder.prior_undo() if action_cls.mutating else None,
+        save_undo=recorder.save_undo,
+        **context_overrides,
     )
     action = action_cls()
     logger.info(
@@ -100,6 +145,9 @@ def run_step(
         rendered,
     )
     result = action.execute(ctx, params_model)
+    injected = (conf or {}).get(INJECT_KEY)
+    if isinstance(injected, Mapping) and injected.get("step") == spec.name:
+        raise InjectedFailure(f"step {spec.name!r}: failure injected after the action ran (conf.{INJECT_KEY})")
     record = {
         "template": spec.template,
         "step": spec.name,

@@ -9,6 +9,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from kubernaut.actions.base import PreconditionFailed
+from kubernaut.operators.recorder import HistoryRecorder, NullRecorder, StepRecorder
+from kubernaut.operators.run_context import RunContext
 from kubernaut.operators.runner import StepInputError, StepSpec, run_step
 
 
@@ -33,7 +35,17 @@ class KubernautStepOperator(BaseOperator):
         self.upstream_steps = list(upstream_steps)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        conf: Mapping[str, Any] = context["dag_run"].conf or {}
+        run = RunContext.open(context, self.spec.template, self.spec.dry_run)
+        conf = run.conf
+        recorder: StepRecorder = NullRecorder()
+        if run.history is not None and run.run_id is not None:
+            recorder = HistoryRecorder(
+                run.history,
+                run.run_id,
+                self.spec.name,
+                f"{self.spec.action_type}/{self.spec.action_name}",
+                rollback_mode=str((self.spec.rollback or {}).get("mode", "undo")),
+            )
         try:
             params = self.resolve_params(conf.get("params"))
         except ValueError as exc:
@@ -48,7 +60,14 @@ class KubernautStepOperator(BaseOperator):
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout else 3600.0
         try:
             outcome = run_step(
-                self.spec, conf=conf, params=params, steps=steps, timeout=timeout, logger=self.log
+                self.spec,
+                conf=conf,
+                params=params,
+                steps=steps,
+                timeout=timeout,
+                logger=self.log,
+                recorder=recorder,
+                _config=run.config,
             )
         except (StepInputError, PreconditionFailed) as exc:
             # Bad input or a refused pre-check will not get better on retry.

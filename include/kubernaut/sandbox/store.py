@@ -41,6 +41,17 @@ def random_suffix(length: int = 5) -> str:
     return "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(length))
 
 
+def _drop_empty_maps(obj: dict[str, Any]) -> None:
+    """The real API server omits empty labels/annotations (``omitempty``): a patch that
+    removes the last key leaves no empty map behind."""
+    metas = [obj.get("metadata"), ((obj.get("spec") or {}).get("template") or {}).get("metadata")]
+    for meta in metas:
+        if isinstance(meta, dict):
+            for key in ("labels", "annotations"):
+                if meta.get(key) == {}:
+                    del meta[key]
+
+
 def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
     """Everything that counts for metadata.generation: all but metadata, status, and type info."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
@@ -229,6 +240,7 @@ class Store:
                     meta.pop(field, None)
             meta["name"] = name
             apply_defaults(spec.plural, result)
+            _drop_empty_maps(result)
             if spec.has_status and not keep_status:
                 if "status" in current:
                     result["status"] = copy.deepcopy(current["status"])

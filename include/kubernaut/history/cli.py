@@ -1,0 +1,98 @@
+"""`kubernaut history`: migrate the schema, list recent runs, show one run in detail."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from kubernaut.history.store import DEFAULT_CONN_ID, History, HistoryUnavailable
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubernaut history", description=__doc__)
+    parser.add_argument("--conn-id", default=DEFAULT_CONN_ID, help="Airflow connection of the history DB")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the history tables")
+    runs = sub.add_parser("list", help="recent runs, newest first")
+    runs.add_argument("--alert", help="alert name")
+    runs.add_argument("--namespace", help="target namespace")
+    runs.add_argument("--target", help="target name")
+    runs.add_argument("--template", help="template name")
+    runs.add_argument("--status", help="running, success, failed, rolled_back, rollback_failed")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="one run: steps, undo journal, outcomes")
+    show.add_argument("run", help="history id or Airflow dag_run_id")
+    show.add_argument("--json", action="store_true")
+    return parser
+
+
+def _time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def _print_runs(rows: list[dict[str, Any]]) -> None:
+    print(f"{'id':>5}  {'started':19}  {'status':15}  {'template':28}  {'alert':30}  target")
+    for r in rows:
+        target = f"{r['target_namespace']}/{r['target_name']}"
+        dry = " (dry run)" if r["dry_run"] else ""
+        print(
+            f"{r['id']:>5}  {_time(r['started_at'])}  {r['status']:15}  {r['template']:28}  "
+            f"{r['alert_name']:30}  {target}{dry}"
+        )
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    print(f"run {run['id']}: {run['dag_id']} / {run['dag_run_id']}")
+    print(f"  template {run['template']}, alert {run['alert_name']} ({run['alert_fingerprint']})")
+    print(f"  target {run['target_kind']} {run['target_namespace']}/{run['target_name']}")
+    print(
+        f"  status {run['status']} {run['detail']}  {_time(run['started_at'])} -> {_time(run['finished_at'])}"
+    )
+    print("  steps:")
+    for s in run["steps"]:
+        took = f"{s['duration_ms']} ms" if s["duration_ms"] is not None else "-"
+        error = f"  error: {s['error']}" if s["error"] else ""
+        print(f"    {s['step']:28} {s['action']:40} {s['status']:8} attempts={s['attempts']} {took}{error}")
+    print("  undo journal (in the order undone):")
+    for u in run["undo"]:
+        print(
+            f"    {u['step']:28} {u['undo_status']:8} attempts={u['undo_attempts']} "
+            f"prior={json.dumps(u['prior_state'], default=str)[:80]}  at {_time(u['undone_at'])}"
+        )
+    for o in run["outcomes"]:
+        print(f"  outcome {o['kind']}: {o['outcome']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    history = History(args.conn_id)
+    try:
+        if args.command == "migrate":
+            applied = history.migrate()
+            print(f"history schema at version {history.version()} (applied: {applied or 'none'})")
+            return 0
+        if args.command == "list":
+            rows = history.runs(
+                limit=args.limit,
+                alert=args.alert,
+                namespace=args.namespace,
+                target=args.target,
+                template=args.template,
+                status=args.status,
+            )
+            print(json.dumps(rows, default=str, indent=2)) if args.json else _print_runs(rows)
+            return 0
+        run = history.run(args.run)
+        if run is None:
+            print(f"no run {args.run!r} in the history", file=sys.stderr)
+            return 1
+        print(json.dumps(run, default=str, indent=2)) if args.json else _print_run(run)
+        return 0
+    except HistoryUnavailable as exc:
+        print(f"kubernaut history: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        history.close()

@@ -1,0 +1,162 @@
+"""Rollback: a failure at any step of any template leaves the cluster as it was, each
+change undone exactly once in reverse completion order — whether the failure callback
+fires once, twice, early, or never."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from kubernaut.history import History
+from kubernaut.operators.rollback import rollback_on_failure
+from kubernaut.sandbox import SandboxCluster
+from kubernaut.templates.loader import load_templates
+from tests.conftest import REPO
+from tests.dagruns.test_templates_run import SCENARIOS
+
+TEMPLATES = {t.name: t for t in load_templates(REPO / "templates").templates}
+CASES = [(name, step.name) for name in sorted(TEMPLATES) for step in TEMPLATES[name].steps]
+
+
+def deployments(cluster: SandboxCluster) -> dict[str, Any]:
+    """What the undoable actions change: each deployment's replicas and pod template."""
+    return {
+        d["metadata"]["name"]: (d["spec"]["replicas"], d["spec"]["template"])
+        for d in cluster.list("deployments", "demo")
+    }
+
+
+def journal(run_id: str) -> list[dict[str, Any]]:
+    run = History().run(run_id)
+    assert run is not None
+    return list(run["undo"])
+
+
+def run_failing(dagbag: Any, name: str, step: str, cluster: SandboxCluster) -> tuple[Any, dict[str, str]]:
+    conf = {**SCENARIOS[name][0](cluster), "inject_failure": {"step": step}}
+    dr = dagbag.dags["kubernaut_" + name.replace("-", "_")].test(run_conf=conf)
+    return dr, {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+
+
+@pytest.mark.parametrize(("name", "step"), CASES, ids=[f"{n}:{s}" for n, s in CASES])
+def test_failure_at_any_step_restores_the_cluster(
+    name: str, step: str, dagbag: Any, cluster: SandboxCluster
+) -> None:
+    before = None
+
+    def snapshot_then_prepare(c: SandboxCluster) -> dict[str, Any]:
+        nonlocal before
+        conf = SCENARIOS[name][0](c)
+        before = deployments(c)
+        return conf
+
+    conf = {**snapshot_then_prepare(cluster), "inject_failure": {"step": step}}
+    dr = dagbag.dags["kubernaut_" + name.replace("-", "_")].test(run_conf=conf)
+    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+
+    assert str(dr.state) == "failed"
+    assert states[step] in ("failed", "skipped"), states  # a step skipped by its condition cannot fail
+    assert states["finalize"] == "failed" if states[step] == "failed" else True
+    assert states["rollback"] in ("success", "skipped")
+    assert deployments(cluster) == before
+
+    entries = journal(dr.run_id)
+    assert all(e["undo_attempts"] == 1 for e in entries), entries  # exactly once
+    assert all(e["undo_status"] in ("applied", "skipped") for e in entries), entries
+    run = History().run(dr.run_id)
+    assert run is not None
+    finished = {s["step"]: s["finished_at"] for s in run["steps"]}
+    undone = [e["step"] for e in sorted(entries, key=lambda e: e["undone_at"])]
+    assert undone == sorted(undone, key=lambda s: finished[s], reverse=True)  # reverse completion order
+    if states[step] == "failed":
+        assert run["status"] == "rolled_back"
+
+
+def test_failed_run_after_scaling_undoes_scale_then_records(dagbag: Any, cluster: SandboxCluster) -> None:
+    dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
+    assert states["scale-out"] == "success" and states["validate-capacity"] == "failed"
+    assert states["rollback"] == "success" and states["finalize"] == "failed"
+    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 2
+    [entry] = journal(dr.run_id)
+    assert entry["step"] == "scale-out" and entry["prior_state"] == {"replicas": 2}
+    assert entry["undo_status"] == "applied" and entry["undo_attempts"] == 1
+
+
+def _callback_context(dagbag: Any, dr: Any, task_id: str, try_number: int) -> dict[str, Any]:
+    dag = dagbag.dags[dr.dag_id]
+    task = dag.get_task(task_id)
+    return {"dag": dag, "task": task, "dag_run": dr, "ti": SimpleNamespace(try_number=try_number)}
+
+
+def _without_callbacks(dag: Any) -> None:
+    for task in dag.tasks:
+        task.on_failure_callback = None
+
+
+def test_no_callback_the_rollback_task_still_undoes(dagbag: Any, cluster: SandboxCluster) -> None:
+    dag = dagbag.dags["kubernaut_oom_resource_exhaustion"]
+    saved = {t.task_id: t.on_failure_callback for t in dag.tasks}
+    _without_callbacks(dag)  # apache/airflow#63374: the callback may never fire
+    try:
+        dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
+    finally:
+        for task in dag.tasks:
+            task.on_failure_callback = saved[task.task_id]
+    assert states["rollback"] == "success"
+    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 2
+    [entry] = journal(dr.run_id)
+    assert entry["undo_attempts"] == 1
+
+
+def test_callback_twice_and_callback_with_retries_left(dagbag: Any, cluster: SandboxCluster) -> None:
+    dag = dagbag.dags["kubernaut_oom_resource_exhaustion"]
+    saved = {t.task_id: (t.on_failure_callback, t.trigger_rule) for t in dag.tasks}
+    _without_callbacks(dag)
+    rollback_task = dag.get_task("rollback")
+    # Keep the rollback task out of the way so only the callbacks act.
+    rollback_task.trigger_rule = "all_success"
+    try:
+        dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
+    finally:
+        for task in dag.tasks:
+            task.on_failure_callback, task.trigger_rule = saved[task.task_id]
+    assert states["rollback"] == "upstream_failed"
+    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 3  # not yet undone
+    task = dag.get_task("validate-capacity")
+    original_retries = task.retries
+    task.retries = 2
+    try:
+        # apache/airflow#65400: fired while retries remain -> must not roll back.
+        rollback_on_failure(_callback_context(dagbag, dr, "validate-capacity", try_number=1))
+        assert journal(dr.run_id)[0]["undo_status"] == "pending"
+        assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 3
+        # Last attempt: rolls back; the same callback again is a no-op.
+        rollback_on_failure(_callback_context(dagbag, dr, "validate-capacity", try_number=3))
+        rollback_on_failure(_callback_context(dagbag, dr, "validate-capacity", try_number=3))
+    finally:
+        task.retries = original_retries
+    [entry] = journal(dr.run_id)
+    assert entry["undo_status"] == "applied" and entry["undo_attempts"] == 1
+    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 2
+
+
+def test_history_cli_lists_and_shows_a_rolled_back_run(
+    dagbag: Any, cluster: SandboxCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubernaut.history.cli import main
+
+    dr, _ = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
+    assert main(["migrate"]) == 0
+    assert "history schema at version 1 (applied: none)" in capsys.readouterr().out
+    assert main(["list", "--template", "oom-resource-exhaustion", "--status", "rolled_back", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert dr.run_id in {r["dag_run_id"] for r in rows}
+    assert all(r["status"] == "rolled_back" for r in rows)
+    assert main(["show", dr.run_id]) == 0
+    out = capsys.readouterr().out
+    assert "status rolled_back failed steps: validate-capacity" in out
+    assert "scale-out" in out and "applied  attempts=1" in out
+    assert main(["show", "no-such-run"]) == 1
