@@ -74,14 +74,62 @@ def trigger(api: httpx.Client, dag_id: str, alert: dict[str, Any]) -> str:
     return run_id
 
 
+HISTORY_URL_ENV = "KUBERNAUT_DEMO_HISTORY_URL"
+DEFAULT_HISTORY_SERVER = "postgresql://postgres@127.0.0.1:5432"
+HISTORY_DB = "kubernaut_demo_history"
+
+
+def prepare_history() -> str:
+    """The undo journal needs PostgreSQL: create the demo's history database if missing."""
+    import os
+
+    import psycopg2
+
+    url = os.environ.get(HISTORY_URL_ENV)
+    if url:
+        return url
+    try:
+        conn = psycopg2.connect(f"{DEFAULT_HISTORY_SERVER}/postgres", connect_timeout=5)
+    except psycopg2.Error as exc:
+        raise RuntimeError(
+            f"the demo keeps its remediation history in PostgreSQL at {DEFAULT_HISTORY_SERVER} "
+            f"(trust auth, user postgres) and could not connect: {exc}; "
+            f"or set {HISTORY_URL_ENV}=postgresql://USER:PASSWORD@HOST:PORT/DB"
+        ) from exc
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (HISTORY_DB,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{HISTORY_DB}"')
+    conn.close()
+    return f"{DEFAULT_HISTORY_SERVER}/{HISTORY_DB}"
+
+
+def migrate_history(url: str) -> None:
+    import os
+
+    from kubernaut.history import History
+
+    os.environ["AIRFLOW_CONN_KUBERNAUT_HISTORY"] = url
+    history = History()
+    history.migrate()
+    history.close()
+
+
 def run_demo(workdir: Path, keep_running: bool) -> int:
+    history_url = prepare_history()
+    migrate_history(history_url)
+    say(f"remediation history in {history_url}")
     sandbox = SandboxProcess(workdir / "sandbox").start()
     say(f"sandbox cluster at {sandbox.url} (kubeconfig {sandbox.kubeconfig})")
     airflow = AirflowStandalone(
         home=workdir / "airflow",
         dags_folder=REPO / "dags",
         templates_dir=REPO / "templates",
-        env_extra={"AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(sandbox.kubeconfig)},
+        env_extra={
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(sandbox.kubeconfig),
+            "AIRFLOW_CONN_KUBERNAUT_HISTORY": history_url,
+        },
     )
     try:
         say("starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite ...")
@@ -121,6 +169,7 @@ def run_demo(workdir: Path, keep_running: bool) -> int:
             + ("FAULT FIXED" if fixed else "NOT FIXED")
         )
         say(f"see it in the UI: {airflow.url}/dags/{DEMO_TEMPLATE_DAG}/runs/{run_id}")
+        say(f"history: AIRFLOW_CONN_KUBERNAUT_HISTORY={history_url} kubernaut history show {run_id}")
         if keep_running and fixed:
             say("Airflow and the sandbox keep running; press Ctrl-C to stop.")
             while True:

@@ -33,7 +33,8 @@ def markdown_table(actions: ActionRegistry = registry) -> str:
         "|---|---|---|---|---|---|",
     ]
     for action in actions.all():
-        changes = action.changes if action.mutating else f"reads only: {action.summary}"
+        touches = action.mutating or action.changes != "nothing"
+        changes = action.changes if touches else f"reads only: {action.summary}"
         cells = [
             f"`{action.name}`",
             action.kind,

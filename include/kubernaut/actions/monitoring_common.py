@@ -1,0 +1,79 @@
+"""Shared pieces of the service-backed monitoring actions: thresholds, polling, clients."""
+
+from __future__ import annotations
+
+import math
+import operator
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kubernaut.actions.base import ActionContext, VerificationFailed
+from kubernaut.services.alertmanager import AlertmanagerClient
+from kubernaut.services.prometheus import PrometheusClient
+
+MAX_QUERY_LENGTH = 10_000
+MAX_WAIT = timedelta(hours=6)
+LAST_CHECK_TIME = 0.5
+HTTP_TIMEOUT = 30.0  # one request; the step's remaining time caps it further
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+class Condition(BaseModel):
+    """A threshold a value must satisfy, e.g. ``{op: "<", value: 0.5}``. NaN never satisfies."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    value: float = Field(allow_inf_nan=False)
+
+    def holds(self, value: float) -> bool:
+        return not math.isnan(value) and _OPS[self.op](value, self.value)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.value:g}"
+
+
+def deadline(ctx: ActionContext) -> float:
+    return time.monotonic() + ctx.remaining()
+
+
+def prometheus(ctx: ActionContext) -> PrometheusClient:
+    return PrometheusClient.from_connection(ctx.config.prometheus_conn_id, timeout=HTTP_TIMEOUT)
+
+
+def alertmanager(ctx: ActionContext, conn_id: str | None = None) -> AlertmanagerClient:
+    return AlertmanagerClient.from_connection(
+        conn_id or ctx.config.alertmanager_conn_id, timeout=HTTP_TIMEOUT
+    )
+
+
+def poll(
+    ctx: ActionContext, check: Callable[[], tuple[bool, str]], *, what: str, wait: timedelta | None
+) -> None:
+    """Run ``check`` once, or until it holds within ``wait`` (and the step's remaining time).
+
+    ``check`` returns (holds, description); the last description explains a failure.
+    """
+    # Stop polling a little before the step runs out, so the last check has time to answer.
+    limit = 0.0 if wait is None else max(0.0, min(wait.total_seconds(), ctx.remaining() - LAST_CHECK_TIME))
+    end = time.monotonic() + limit
+    while True:
+        ok, detail = check()
+        if ok:
+            return
+        if time.monotonic() >= end:
+            within = f" within {limit:g}s" if wait is not None else ""
+            raise VerificationFailed(f"{what} does not hold{within}: {detail}")
+        time.sleep(min(ctx.poll_interval, max(0.05, end - time.monotonic())))
