@@ -127,7 +127,11 @@ def kubernetes_connection(kubeconfig: Path) -> str:
 
 @dataclass
 class AirflowStandalone:
-    """``airflow standalone`` (SQLite) with our DAGs, its own AIRFLOW_HOME and a known login."""
+    """``airflow standalone`` (SQLite by default) with our DAGs, its own AIRFLOW_HOME and a known login.
+
+    ``sql_alchemy_conn``/``executor`` select e.g. PostgreSQL + LocalExecutor; ``plugins_folder``
+    loads plugins (the alert intake). Unset, Airflow's defaults apply as before.
+    """
 
     home: Path
     dags_folder: Path
@@ -137,6 +141,9 @@ class AirflowStandalone:
     username: str = "admin"
     password: str = ""
     proc: subprocess.Popen[bytes] | None = None
+    sql_alchemy_conn: str | None = None
+    executor: str | None = None
+    plugins_folder: Path | None = None
 
     @property
     def url(self) -> str:
@@ -176,6 +183,12 @@ class AirflowStandalone:
                 "KUBERNAUT_TEMPLATES_DIR": str(self.templates_dir),
             }
         )
+        optional = {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder) if self.plugins_folder else None,
+        }
+        env.update({k: v for k, v in optional.items() if v})
         env.update(self.env_extra)
         return env
 

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kubernaut.actions.base import ActionContext
+from kubernaut.config import KubernautConfig, PolicyConfig
 from kubernaut.local_stack import kubernetes_connection
 from kubernaut.sandbox import SandboxCluster
 
@@ -26,9 +28,70 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
 
 @pytest.fixture
 def ctx(cluster: SandboxCluster) -> ActionContext:
-    return ActionContext(timeout=20, poll_interval=0.1, logger=logging.getLogger("test"))
+    return ActionContext(
+        timeout=20, poll_interval=0.1, logger=logging.getLogger("test"), _config=KubernautConfig()
+    )
 
 
 @pytest.fixture
 def dry_ctx(cluster: SandboxCluster) -> ActionContext:
-    return ActionContext(dry_run=True, timeout=20, poll_interval=0.1, logger=logging.getLogger("test"))
+    return ActionContext(
+        dry_run=True,
+        timeout=20,
+        poll_interval=0.1,
+        logger=logging.getLogger("test"),
+        _config=KubernautConfig(),
+    )
+
+
+class ConflictOnce:
+    """Between an action's read and its first write, another writer changes the object once
+    (the ``bump`` callback): the write then fails with 409 and must be re-read and retried."""
+
+    def __init__(self) -> None:
+        self.bump: Callable[[], None] | None = None
+        self.writes: list[tuple[str, str]] = []
+
+    def arm(self, bump: Callable[[], None]) -> None:
+        self.bump, self.writes = bump, []
+
+
+@pytest.fixture
+def conflict_once(monkeypatch: pytest.MonkeyPatch) -> ConflictOnce:
+    from kubernetes.client import ApiClient
+
+    state = ConflictOnce()
+    original = ApiClient.call_api
+
+    def call_api(self: ApiClient, resource_path: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method in ("PATCH", "PUT"):
+            state.writes.append((method, resource_path))
+            if state.bump is not None:
+                bump, state.bump = state.bump, None
+                bump()
+        return original(self, resource_path, method, *args, **kwargs)
+
+    monkeypatch.setattr(ApiClient, "call_api", call_api)
+    return state
+
+
+def bump_annotation(
+    cluster: SandboxCluster, kind: str, namespace: str | None, name: str
+) -> Callable[[], None]:
+    """A concurrent writer: sets an annotation, which changes the resourceVersion."""
+
+    def bump() -> None:
+        obj = cluster.get(kind, namespace, name)
+        assert obj is not None
+        obj["metadata"].setdefault("annotations", {})["test/concurrent-writer"] = "was-here"
+        cluster.apply(obj)
+
+    return bump
+
+
+def policy_ctx(dry_run: bool = False, **policy: Any) -> ActionContext:
+    """A context whose configuration carries the given policy settings."""
+    config = KubernautConfig(policy=PolicyConfig(**policy))
+    return ActionContext(
+        dry_run=dry_run, timeout=20, poll_interval=0.1, logger=logging.getLogger("test"), _config=config
+    )

@@ -9,6 +9,7 @@ import pytest
 
 from kubernaut.actions import ActionContext, ActionError, PreconditionFailed, registry
 from kubernaut.sandbox import SandboxCluster
+from tests.actions.k8s_helpers import must_get
 
 
 def run(ctx: ActionContext, name: str, **params: Any) -> Any:
@@ -99,7 +100,7 @@ def test_restart_unowned_pod_needs_opt_in_and_undo_recreates_it(
     action, params, result = run(ctx, "restart_pod", namespace="demo", pod="bare", allow_unowned=True)
     assert cluster.get("pods", "demo", "bare") is None
     assert action.undo(ctx, params, result.undo)["restored"] is True
-    assert cluster.get("pods", "demo", "bare")["metadata"]["labels"] == {"app": "bare"}
+    assert must_get(cluster, "pods", "demo", "bare")["metadata"]["labels"] == {"app": "bare"}
     assert action.undo(ctx, params, result.undo)["restored"] is False  # second undo: no-op
 
 
@@ -152,13 +153,14 @@ def test_rollout_restart_fixes_crashloop_and_undo_restores_template(
     assert result.undo == {"restartedAt": None, "generation": 1}
     _, _, status = run(ctx, "get_deployment_status", namespace="demo", deployment="web")
     assert status.output["complete"] is True and status.output["crashing"] == []
-    dep = cluster.get("deployments", "demo", "web")
+    dep = must_get(cluster, "deployments", "demo", "web")
     assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
 
     first = action.undo(ctx, params, result.undo)
     assert first["restored"] is True
     annotations = (
-        cluster.get("deployments", "demo", "web")["spec"]["template"]["metadata"].get("annotations") or {}
+        must_get(cluster, "deployments", "demo", "web")["spec"]["template"]["metadata"].get("annotations")
+        or {}
     )
     assert "kubectl.kubernetes.io/restartedAt" not in annotations
     assert action.undo(ctx, params, result.undo)["restored"] is False

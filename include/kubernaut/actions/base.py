@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from kubernaut.config import KubernautConfig
+    from kubernaut.policy import Bounds, Target
 
 ActionKind = Literal["kubernetes", "monitoring", "custom"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("kubernetes", "monitoring", "custom")
@@ -77,7 +78,7 @@ class ActionContext:
     dry_run: bool = False
     timeout: float = 300.0
     kube_conn_id: str = "kubernetes_default"
-    logger: logging.Logger = field(default_factory=lambda: log)
+    logger: logging.Logger | Any = field(default_factory=lambda: log)  # Airflow task loggers too
     kube_client_factory: Callable[[str], ApiClient] = default_kube_client
     started: float = field(default_factory=time.monotonic)
     poll_interval: float = 1.0
@@ -154,8 +155,26 @@ class Action(ABC, Generic[P]):
     def has_undo(cls) -> bool:
         return cls.undo is not Action.undo
 
+    def targets(self, ctx: ActionContext, params: P) -> list[Target]:
+        """The objects a mutating step changes, for the safety policy. By default the
+        namespace named by a ``namespace`` parameter, so its protection always applies."""
+        from kubernaut.policy import Target
+
+        namespace = getattr(params, "namespace", None)
+        return [Target("Namespace", None, namespace)] if isinstance(namespace, str) and namespace else []
+
+    def bounds(self, ctx: ActionContext, params: P) -> Bounds:
+        """Replica counts, resource factors and node cordons the step sets, for the policy."""
+        from kubernaut.policy import Bounds
+
+        return Bounds()
+
     def execute(self, ctx: ActionContext, params: P) -> ActionResult:
-        """The full sequence for one step: pre-check, run, post-validation."""
+        """The full sequence for one step: policy, pre-check, run, post-validation."""
+        if self.mutating:
+            from kubernaut.policy import check_policy
+
+            check_policy(ctx, self, params)  # dry-run too: a rehearsal must show the refusal
         self.precheck(ctx, params)
         result = self.run(ctx, params)
         if not ctx.dry_run:

@@ -33,6 +33,7 @@ from kubernaut.kube.pods import (
 )
 from kubernaut.kube.rollout import rollout_status
 from kubernaut.kube.waiting import wait_for
+from kubernaut.policy import Bounds, Target
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 MERGE_PATCH = "application/merge-patch+json"
@@ -124,6 +125,9 @@ class RestartPod(Action[RestartPodParams]):
     undo_doc = "recreates a bare pod from its recorded manifest; an owned pod needs nothing"
     dry_run_doc = "`dryRun=All` delete"
 
+    def targets(self, ctx: ActionContext, params: RestartPodParams) -> list[Target]:
+        return [Target("Pod", params.namespace, params.pod)]
+
     def precheck(self, ctx: ActionContext, params: RestartPodParams) -> None:
         pod = read_pod(_core(ctx), params.namespace, params.pod)
         if pod is None:
@@ -205,6 +209,9 @@ class RollbackPodRestart(Action[PodParams]):
     changes = "creates the pod again if it had no controller and is gone"
     dry_run_doc = "`dryRun=All` create"
 
+    def targets(self, ctx: ActionContext, params: PodParams) -> list[Target]:
+        return [Target("Pod", params.namespace, params.pod)]
+
     def run(self, ctx: ActionContext, params: PodParams) -> ActionResult:
         if not ctx.undo_record:
             return ActionResult(output={"restored": False, "reason": "no undo record: the restart never ran"})
@@ -252,6 +259,12 @@ class ScaleDeployment(Action[ScaleDeploymentParams]):
     changes = "`spec.replicas` through `/scale` (resourceVersion; conflicts retried); waits until Ready"
     undo_doc = "restores the recorded replica count"
     dry_run_doc = "`dryRun=All` replace of `/scale`"
+
+    def targets(self, ctx: ActionContext, params: ScaleDeploymentParams) -> list[Target]:
+        return [Target("Deployment", params.namespace, params.deployment)]
+
+    def bounds(self, ctx: ActionContext, params: ScaleDeploymentParams) -> Bounds:
+        return Bounds(replicas=params.replicas)
 
     def run(self, ctx: ActionContext, params: ScaleDeploymentParams) -> ActionResult:
         before, undo = _set_replicas(ctx, params.namespace, params.deployment, params.replicas, journal=True)
@@ -316,6 +329,9 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
     changes = "pod-template annotation `kubectl.kubernetes.io/restartedAt`; waits for the rollout"
     undo_doc = "restores the previous annotation, rolling back to the previous ReplicaSet"
     dry_run_doc = "`dryRun=All` patch"
+
+    def targets(self, ctx: ActionContext, params: DeploymentParams) -> list[Target]:
+        return [Target("Deployment", params.namespace, params.deployment)]
 
     def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
         apps = _apps(ctx)

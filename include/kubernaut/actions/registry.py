@@ -18,8 +18,17 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "kubernaut.actions"
 BUILTIN_MODULES = (
     "kubernaut.actions.kubernetes",
+    "kubernaut.actions.k8s_workloads",
+    "kubernaut.actions.k8s_nodes",
+    "kubernaut.actions.k8s_config",
+    "kubernaut.actions.k8s_network",
     "kubernaut.actions.monitoring",
     "kubernaut.actions.custom",
+    "kubernaut.actions.monitoring_prometheus",
+    "kubernaut.actions.monitoring_alertmanager",
+    "kubernaut.actions.monitoring_notify",
+    "kubernaut.actions.custom_http",
+    "kubernaut.actions.custom_script",
 )
 
 A = TypeVar("A", bound=type[Action[Any]])
