@@ -1,0 +1,212 @@
+"""Configuration actions: change ConfigMap keys, rotate a Secret (and restart its consumers)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, VerificationFailed
+from kubernaut.actions.k8s_workloads import restart_workload, unrestart_workload
+from kubernaut.actions.registry import register
+from kubernaut.kube.clients import JSON_PATCH, MERGE_PATCH, dry
+from kubernaut.kube.errors import retry_on_conflict
+from kubernaut.kube.names import NamespaceName, ObjectName
+from kubernaut.kube.objects import patch_object, read_object
+from kubernaut.kube.workloads import RESTARTED_AT, WorkloadKind, template_annotation, wait_workload_ready
+from kubernaut.policy import Target
+
+
+def replace_data(
+    ctx: ActionContext, kind: str, namespace: str, name: str, resource_version: str, data: dict[str, str]
+) -> None:
+    """Exactly this `data` (keys added since are dropped), only over the version we read."""
+    ops = [
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version},
+        {"op": "add", "path": "/data", "value": data},
+    ]
+    patch_object(ctx.api_client, kind, namespace, name, ops, JSON_PATCH, dry(ctx))
+
+
+def restore_data(ctx: ActionContext, kind: str, namespace: str, name: str, data: dict[str, str]) -> bool:
+    def attempt() -> bool:
+        obj = read_object(ctx.api_client, kind, namespace, name)
+        if (obj.get("data") or {}) == data:
+            return False
+        replace_data(ctx, kind, namespace, name, obj["metadata"]["resourceVersion"], data)
+        return True
+
+    return retry_on_conflict(attempt)
+
+
+class UpdateConfigMapParams(ActionParams):
+    namespace: NamespaceName
+    configmap: ObjectName
+    set: dict[str, str] = Field(default_factory=dict, description="Keys to set")
+    remove: list[str] = Field(default_factory=list, description="Keys to remove")
+
+
+@register
+class UpdateConfigMap(Action[UpdateConfigMapParams]):
+    kind = "kubernetes"
+    name = "update_configmap"
+    Params = UpdateConfigMapParams
+    mutating = True
+    summary = "Set and/or remove keys of a ConfigMap."
+    changes = "ConfigMap `data` keys (merge patch with resourceVersion)"
+    undo_doc = "restores the previous `data` exactly"
+    dry_run_doc = "`dryRun=All` patch"
+
+    def targets(self, ctx: ActionContext, params: UpdateConfigMapParams) -> list[Target]:
+        return [Target("ConfigMap", params.namespace, params.configmap)]
+
+    def run(self, ctx: ActionContext, params: UpdateConfigMapParams) -> ActionResult:
+        def attempt() -> ActionResult:
+            obj = read_object(ctx.api_client, "ConfigMap", params.namespace, params.configmap)
+            data: dict[str, str] = obj.get("data") or {}
+            changes: dict[str, str | None] = {k: v for k, v in params.set.items() if data.get(k) != v}
+            changes.update({k: None for k in params.remove if k in data})
+            output = {"set": sorted(params.set), "removed": sorted(k for k in params.remove if k in data)}
+            if not changes:
+                return ActionResult(output={**output, "unchanged": True}, undo=ctx.prior_undo)
+            # A retried step re-applies the same keys: idempotent, and the first record is kept.
+            undo = ctx.remember_prior({"data": data})
+            patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "data": changes}
+            patch_object(
+                ctx.api_client, "ConfigMap", params.namespace, params.configmap, patch, MERGE_PATCH, dry(ctx)
+            )
+            return ActionResult(output={**output, "dry_run": ctx.dry_run}, undo=undo, changed=not ctx.dry_run)
+
+        return retry_on_conflict(attempt)
+
+    def verify(self, ctx: ActionContext, params: UpdateConfigMapParams, result: ActionResult) -> None:
+        data = read_object(ctx.api_client, "ConfigMap", params.namespace, params.configmap).get("data") or {}
+        if any(data.get(k) != v for k, v in params.set.items()) or any(k in data for k in params.remove):
+            raise VerificationFailed(
+                f"configmap {params.namespace}/{params.configmap} does not show the change"
+            )
+
+    def undo(
+        self, ctx: ActionContext, params: UpdateConfigMapParams, record: dict[str, Any]
+    ) -> dict[str, Any]:
+        restored = restore_data(ctx, "ConfigMap", params.namespace, params.configmap, record["data"])
+        return {"restored": restored}
+
+
+# --- rotate_secret ----------------------------------------------------------------------------
+
+
+class Consumer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: WorkloadKind = "Deployment"
+    name: ObjectName
+
+
+class RotateSecretParams(ActionParams):
+    namespace: NamespaceName
+    secret: ObjectName
+    data: dict[str, SecretStr] = Field(description="New values (plain text; never logged)")
+    replace_all: bool = Field(default=False, description="Drop keys not given (default: keep them)")
+    consumers: list[Consumer] = Field(default_factory=list, description="Workloads to rollout-restart")
+
+
+def fingerprint(data: dict[str, str]) -> str:
+    """A hash of the (base64) data: shows that a rotation happened without showing values."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def restart_consumers(
+    ctx: ActionContext, namespace: str, consumers: list[Consumer], undo: dict[str, Any]
+) -> dict[str, Any]:
+    """Restart each consumer once. Its prior annotation is journaled before its restart, so a
+    retried step sees which consumers were restarted already and skips them."""
+    restarted = dict(undo.get("restarted") or {})
+    for consumer in consumers:
+        key = f"{consumer.kind}/{consumer.name}"
+        if key not in restarted:
+            obj = read_object(ctx.api_client, consumer.kind, namespace, consumer.name)
+            restarted[key] = template_annotation(obj, RESTARTED_AT)
+            undo = {**undo, "restarted": dict(restarted)}
+            if not ctx.dry_run:
+                ctx.save_undo(undo)
+                ctx.prior_undo = undo
+        step = ActionContext(
+            dry_run=ctx.dry_run,
+            timeout=ctx.remaining(),
+            prior_undo={"restartedAt": restarted[key]},
+            _api_client=ctx.api_client,
+        )
+        restart_workload(step, consumer.kind, namespace, consumer.name)
+    return undo
+
+
+@register
+class RotateSecret(Action[RotateSecretParams]):
+    kind = "kubernetes"
+    name = "rotate_secret"
+    Params = RotateSecretParams
+    mutating = True
+    summary = "Replace a Secret's data with the given values and rollout-restart its consumers."
+    changes = "Secret `data` (JSON patch with resourceVersion); consumers' restartedAt annotation"
+    undo_doc = "restores the previous data (kept base64 in the undo record) and restarts the consumers"
+    dry_run_doc = "`dryRun=All` patch and restarts"
+
+    def targets(self, ctx: ActionContext, params: RotateSecretParams) -> list[Target]:
+        return [Target("Secret", params.namespace, params.secret)] + [
+            Target(c.kind, params.namespace, c.name) for c in params.consumers
+        ]
+
+    @staticmethod
+    def _encoded(params: RotateSecretParams) -> dict[str, str]:
+        return {k: base64.b64encode(v.get_secret_value().encode()).decode() for k, v in params.data.items()}
+
+    def run(self, ctx: ActionContext, params: RotateSecretParams) -> ActionResult:
+        wanted = self._encoded(params)
+
+        def attempt() -> dict[str, Any]:
+            obj = read_object(ctx.api_client, "Secret", params.namespace, params.secret)
+            before: dict[str, str] = obj.get("data") or {}
+            new = wanted if params.replace_all else {**before, **wanted}
+            prior = ctx.prior_undo
+            if prior is not None and before == new:
+                return prior  # an earlier attempt rotated it already
+            undo = ctx.remember_prior({"data": before, "sha256_before": fingerprint(before), "restarted": {}})
+            if before != new:
+                replace_data(
+                    ctx, "Secret", params.namespace, params.secret, obj["metadata"]["resourceVersion"], new
+                )
+            return undo
+
+        undo = restart_consumers(ctx, params.namespace, params.consumers, retry_on_conflict(attempt))
+        restarted = undo["restarted"]
+        output = {
+            "secret": f"{params.namespace}/{params.secret}",
+            "keys": sorted(wanted),
+            "sha256": fingerprint(wanted),
+            "sha256_before": undo["sha256_before"],
+            "restarted": sorted(restarted),
+            "dry_run": ctx.dry_run,
+        }
+        return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
+
+    def verify(self, ctx: ActionContext, params: RotateSecretParams, result: ActionResult) -> None:
+        data = read_object(ctx.api_client, "Secret", params.namespace, params.secret).get("data") or {}
+        if any(data.get(k) != v for k, v in self._encoded(params).items()):
+            raise VerificationFailed(f"secret {params.namespace}/{params.secret} does not hold the new data")
+        for consumer in params.consumers:
+            wait_workload_ready(ctx, consumer.kind, params.namespace, consumer.name)
+
+    def undo(self, ctx: ActionContext, params: RotateSecretParams, record: dict[str, Any]) -> dict[str, Any]:
+        restored = restore_data(ctx, "Secret", params.namespace, params.secret, record["data"])
+        restarts = {}
+        if restored:  # consumers pick the old values up only when restarted again
+            for key, previous in (record.get("restarted") or {}).items():
+                kind, name = key.split("/", 1)
+                restarts[key] = unrestart_workload(ctx, kind, params.namespace, name, previous)["restored"]
+        return {"restored": restored, "restarted": restarts}
+
+
+__all__ = ["RotateSecret", "UpdateConfigMap"]
