@@ -147,7 +147,9 @@ def _run_step(
     result = action.execute(ctx, params_model)
     injected = (conf or {}).get(INJECT_KEY)
     if isinstance(injected, Mapping) and injected.get("step") == spec.name:
-        raise InjectedFailure(f"step {spec.name!r}: failure injected after the action ran (conf.{INJECT_KEY})")
+        raise InjectedFailure(
+            f"step {spec.name!r}: failure injected after the action ran (conf.{INJECT_KEY})"
+        )
     record = {
         "template": spec.template,
         "step": spec.name,
