@@ -22,6 +22,8 @@ from kubernaut.actions.base import (
     PreconditionFailed,
 )
 from kubernaut.actions.registry import register
+from kubernaut.kube import clients
+from kubernaut.kube.clients import MERGE_PATCH
 from kubernaut.kube.errors import api_errors, retry_on_conflict
 from kubernaut.kube.names import NamespaceName, ObjectName
 from kubernaut.kube.pods import (
@@ -36,20 +38,6 @@ from kubernaut.kube.waiting import wait_for
 from kubernaut.policy import Bounds, Target
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-
-
-def _dry(ctx: ActionContext) -> dict[str, str]:
-    return {"dry_run": "All"} if ctx.dry_run else {}
-
-
-def _core(ctx: ActionContext) -> client.CoreV1Api:
-    return client.CoreV1Api(ctx.api_client)
-
-
-def _apps(ctx: ActionContext) -> client.AppsV1Api:
-    return client.AppsV1Api(ctx.api_client)
 
 
 class PodParams(ActionParams):
@@ -65,14 +53,14 @@ class GetPodStatus(Action[PodParams]):
     summary = "Read a pod's phase, readiness, restarts, container states and owner."
 
     def run(self, ctx: ActionContext, params: PodParams) -> ActionResult:
-        pod = read_pod(_core(ctx), params.namespace, params.pod)
+        pod = read_pod(clients.core(ctx), params.namespace, params.pod)
         if pod is None:
             return ActionResult(output={"exists": False, "name": params.pod, "namespace": params.namespace})
         summary = pod_summary(pod)
         owner = summary["owner"] or {}
         deployment = owner.get("name") if owner.get("kind") == "Deployment" else None
         if owner.get("kind") == "ReplicaSet":
-            deployment = deployment_of_replicaset(_apps(ctx), params.namespace, owner["name"])
+            deployment = deployment_of_replicaset(clients.apps(ctx), params.namespace, owner["name"])
         return ActionResult(output={"exists": True, **summary, "deployment": deployment or ""})
 
 
@@ -92,7 +80,7 @@ class GetPodLogs(Action[PodLogsParams]):
     def run(self, ctx: ActionContext, params: PodLogsParams) -> ActionResult:
         extra: dict[str, Any] = {"container": params.container} if params.container else {}
         with api_errors(f"log of pod {params.namespace}/{params.pod}"):
-            text = _core(ctx).read_namespaced_pod_log(
+            text = clients.core(ctx).read_namespaced_pod_log(
                 params.pod,
                 params.namespace,
                 tail_lines=params.tail_lines,
@@ -129,7 +117,7 @@ class RestartPod(Action[RestartPodParams]):
         return [Target("Pod", params.namespace, params.pod)]
 
     def precheck(self, ctx: ActionContext, params: RestartPodParams) -> None:
-        pod = read_pod(_core(ctx), params.namespace, params.pod)
+        pod = read_pod(clients.core(ctx), params.namespace, params.pod)
         if pod is None:
             if ctx.prior_undo is not None:
                 return  # an interrupted earlier attempt already deleted it
@@ -141,7 +129,7 @@ class RestartPod(Action[RestartPodParams]):
             )
 
     def run(self, ctx: ActionContext, params: RestartPodParams) -> ActionResult:
-        core = _core(ctx)
+        core = clients.core(ctx)
         pod = read_pod(core, params.namespace, params.pod)
         prior = ctx.prior_undo
         if prior is not None and (pod is None or pod.metadata.uid != prior["uid"]):
@@ -164,7 +152,7 @@ class RestartPod(Action[RestartPodParams]):
             grace_period_seconds=params.grace_period_seconds,
         )
         with api_errors(f"pod {params.namespace}/{params.pod}"):
-            core.delete_namespaced_pod(params.pod, params.namespace, body=body, **_dry(ctx))
+            core.delete_namespaced_pod(params.pod, params.namespace, body=body, **clients.dry(ctx))
         return ActionResult(
             output={"deleted": pod.metadata.uid, "owner": undo["owner"], "dry_run": ctx.dry_run},
             undo=undo,
@@ -172,7 +160,7 @@ class RestartPod(Action[RestartPodParams]):
         )
 
     def verify(self, ctx: ActionContext, params: RestartPodParams, result: ActionResult) -> None:
-        core, uid = _core(ctx), result.output["deleted"]
+        core, uid = clients.core(ctx), result.output["deleted"]
 
         def gone() -> tuple[bool, str]:
             pod = read_pod(core, params.namespace, params.pod)
@@ -191,11 +179,11 @@ def recreate_unowned_pod(ctx: ActionContext, record: dict[str, Any]) -> dict[str
     namespace, name = meta.get("namespace"), meta.get("name")
     if record.get("owner"):
         return {"restored": False, "reason": f"owned by {record['owner']['kind']} {record['owner']['name']}"}
-    core = _core(ctx)
+    core = clients.core(ctx)
     if read_pod(core, namespace, name) is not None:
         return {"restored": False, "reason": "pod already exists"}
     with api_errors(f"pod {namespace}/{name}"):
-        core.create_namespaced_pod(namespace, manifest, **_dry(ctx))
+        core.create_namespaced_pod(namespace, manifest, **clients.dry(ctx))
     return {"restored": True, "pod": f"{namespace}/{name}"}
 
 
@@ -232,7 +220,7 @@ def _set_replicas(
 ) -> tuple[int, dict[str, Any] | None]:
     """Set replicas through /scale with the read resourceVersion (conflicts re-read and
     retried). With ``journal`` the prior count is persisted before the change."""
-    apps = _apps(ctx)
+    apps = clients.apps(ctx)
     what = f"deployment {namespace}/{name}"
 
     def attempt() -> tuple[int, dict[str, Any] | None]:
@@ -243,7 +231,7 @@ def _set_replicas(
         if before != replicas:
             scale.spec.replicas = replicas
             with api_errors(what):
-                apps.replace_namespaced_deployment_scale(name, namespace, scale, **_dry(ctx))
+                apps.replace_namespaced_deployment_scale(name, namespace, scale, **clients.dry(ctx))
         return before, undo
 
     return retry_on_conflict(attempt)
@@ -293,7 +281,7 @@ def wait_deployment_ready(
     replicas: int | None = None,
     timeout: float | None = None,
 ) -> dict[str, Any]:
-    apps, core = _apps(ctx), _core(ctx)
+    apps, core = clients.apps(ctx), clients.core(ctx)
 
     def check() -> tuple[bool, dict[str, Any]]:
         with api_errors(f"deployment {namespace}/{name}"):
@@ -315,8 +303,8 @@ class GetDeploymentStatus(Action[DeploymentParams]):
 
     def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
         with api_errors(f"deployment {params.namespace}/{params.deployment}"):
-            dep = _apps(ctx).read_namespaced_deployment(params.deployment, params.namespace)
-        return ActionResult(output=rollout_status(_core(ctx), dep))
+            dep = clients.apps(ctx).read_namespaced_deployment(params.deployment, params.namespace)
+        return ActionResult(output=rollout_status(clients.core(ctx), dep))
 
 
 @register
@@ -334,7 +322,7 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
         return [Target("Deployment", params.namespace, params.deployment)]
 
     def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
-        apps = _apps(ctx)
+        apps = clients.apps(ctx)
         what = f"deployment {params.namespace}/{params.deployment}"
         with api_errors(what):
             dep = apps.read_namespaced_deployment(params.deployment, params.namespace)
@@ -354,7 +342,7 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
         }
         with api_errors(what):
             apps.patch_namespaced_deployment(
-                params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **_dry(ctx)
+                params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **clients.dry(ctx)
             )
         return ActionResult(output={"restartedAt": now}, undo=undo, changed=not ctx.dry_run)
 
@@ -363,7 +351,7 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
 
     def undo(self, ctx: ActionContext, params: DeploymentParams, record: dict[str, Any]) -> dict[str, Any]:
         # Restoring the previous template annotation rolls back to the previous ReplicaSet.
-        apps = _apps(ctx)
+        apps = clients.apps(ctx)
         what = f"deployment {params.namespace}/{params.deployment}"
         with api_errors(what):
             dep = apps.read_namespaced_deployment(params.deployment, params.namespace)
@@ -374,7 +362,7 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: previous}}}}}
         with api_errors(what):
             apps.patch_namespaced_deployment(
-                params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **_dry(ctx)
+                params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **clients.dry(ctx)
             )
         return {"restored": True, "restartedAt": previous}
 
