@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # Labels that name the object an alert is about, most specific first
@@ -18,6 +19,68 @@ RESOURCE_LABELS: tuple[tuple[str, str], ...] = (
     ("node", "Node"),
     ("resource", "Unknown"),
 )
+
+
+# kube-prometheus (kubernetes-mixin) alerts and the label naming their object. Needed because
+# kube-state-metrics series can also carry `pod`/`container` of the kube-state-metrics pod
+# itself (kube-prometheus-stack keeps them), which must not win over `deployment`.
+KNOWN_ALERT_TARGETS: dict[str, str] = {
+    "KubePodCrashLooping": "pod",
+    "KubePodNotReady": "pod",
+    "KubeContainerWaiting": "pod",
+    "KubePodOOMKilled": "pod",
+    "KubeDeploymentReplicasMismatch": "deployment",
+    "KubeDeploymentGenerationMismatch": "deployment",
+    "KubeDeploymentRolloutStuck": "deployment",
+    "KubeStatefulSetReplicasMismatch": "statefulset",
+    "KubeStatefulSetGenerationMismatch": "statefulset",
+    "KubeStatefulSetUpdateNotRolledOut": "statefulset",
+    "KubeDaemonSetRolloutStuck": "daemonset",
+    "KubeDaemonSetNotScheduled": "daemonset",
+    "KubeDaemonSetMisScheduled": "daemonset",
+    "KubeJobNotCompleted": "job_name",
+    "KubeJobFailed": "job_name",
+    "KubeHpaReplicasMismatch": "horizontalpodautoscaler",
+    "KubeHpaMaxedOut": "horizontalpodautoscaler",
+    "KubePersistentVolumeFillingUp": "persistentvolumeclaim",
+    "KubePersistentVolumeInodesFillingUp": "persistentvolumeclaim",
+    "KubeNodeNotReady": "node",
+    "KubeNodeUnreachable": "node",
+    "KubeNodeReadinessFlapping": "node",
+    "KubeletTooManyPods": "node",
+    "NodeFilesystemSpaceFillingUp": "node",
+}
+_KIND_OF_LABEL = dict(RESOURCE_LABELS)
+CLUSTER_SCOPED = frozenset({"Node", "PersistentVolume", "Namespace"})
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    namespace: str
+    name: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+
+NO_TARGET = Target("", "", "")
+
+
+def derive_target(labels: Mapping[str, str]) -> Target:
+    """The object an alert is about; a pod stays a pod (the run resolves its owner)."""
+    known = KNOWN_ALERT_TARGETS.get(labels.get("alertname", ""))
+    order = [known] if known and labels.get(known) else [label for label, _ in RESOURCE_LABELS]
+    for label in order:
+        value = labels.get(label, "")
+        if value:
+            kind = _KIND_OF_LABEL[label]
+            namespace = "" if kind in CLUSTER_SCOPED else labels.get("namespace", "")
+            return Target(kind, namespace, value)
+    return NO_TARGET
 
 
 def _strings(value: Any) -> dict[str, str]:
@@ -36,19 +99,15 @@ def alert_context(conf: Mapping[str, Any] | None) -> dict[str, Any]:
         raw = {}
     labels = _strings(raw.get("labels"))
     annotations = _strings(raw.get("annotations"))
-    kind, resource = "", ""
-    for label, k in RESOURCE_LABELS:
-        if labels.get(label):
-            kind, resource = k, labels[label]
-            break
+    target = derive_target(labels)
     return {
         "name": labels.get("alertname", ""),
         "status": str(raw.get("status", "firing")),
         "labels": labels,
         "annotations": annotations,
         "namespace": labels.get("namespace", ""),
-        "resource": resource,
-        "kind": kind,
+        "resource": target.name,
+        "kind": target.kind,
         "severity": labels.get("severity", ""),
         "fingerprint": str(raw.get("fingerprint", "")),
         "startsAt": str(raw.get("startsAt", "")),

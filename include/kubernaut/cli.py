@@ -149,6 +149,8 @@ def _call(target: str, argv: list[str]) -> int:
 _delegate("demo", "run the demo: Airflow + sandbox cluster + a fault + an alert", "kubernaut.demo:main")
 _delegate("sandbox", "serve the sandbox Kubernetes cluster", "kubernaut.sandbox.cli:main")
 _delegate("history", "remediation history: migrate, list, show", "kubernaut.history.cli:main")
+_delegate("route", "print alert decisions, launch nothing", "kubernaut.intake.cli:route_main")
+_delegate("serve", "serve the alert intake webhook on its own", "kubernaut.intake.cli:serve_main")
 
 
 def main(argv: list[str] | None = None) -> int:

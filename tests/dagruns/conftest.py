@@ -9,9 +9,9 @@ from typing import Any
 import psycopg2
 import pytest
 
+from kubernaut.history import History
 from kubernaut.local_stack import kubernetes_connection
 from kubernaut.sandbox import SandboxCluster
-from kubernaut.history import History
 from tests.conftest import HISTORY_DATABASE, PG_DATABASE, REPO
 
 

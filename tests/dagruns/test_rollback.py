@@ -150,7 +150,7 @@ def test_history_cli_lists_and_shows_a_rolled_back_run(
 
     dr, _ = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
     assert main(["migrate"]) == 0
-    assert "history schema at version 1 (applied: none)" in capsys.readouterr().out
+    assert "history schema at version 2 (applied: none)" in capsys.readouterr().out
     assert main(["list", "--template", "oom-resource-exhaustion", "--status", "rolled_back", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert dr.run_id in {r["dag_run_id"] for r in rows}

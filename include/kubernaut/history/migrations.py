@@ -89,7 +89,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ON kubernaut_alert_decisions (fingerprint, received_at DESC);
         """,
     ),
+    (
+        2,
+        "index alert decisions by target (intake busy/cooldown checks)",
+        """
+        CREATE INDEX kubernaut_decisions_target
+            ON kubernaut_alert_decisions (target_namespace, target_name, received_at DESC);
+        """,
+    ),
 ]
+
 
 SCHEMA_TABLE = """
 CREATE TABLE IF NOT EXISTS kubernaut_schema_version (

@@ -1,0 +1,140 @@
+"""``kubernaut route`` (preview decisions for a payload file) and ``kubernaut serve`` (the receiver
+on its own, for installations that keep it outside the Airflow api-server)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubernaut.config import ConfigError, load_config
+from kubernaut.factory import templates_dir
+from kubernaut.history import DEFAULT_CONN_ID
+from kubernaut.intake.decisions import Decider, HistoryPort
+from kubernaut.intake.payload import PayloadError, parse_payload
+from kubernaut.intake.routing import Router
+from kubernaut.templates import load_templates
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def _history_for_route(mode: str, conn_id: str) -> tuple[HistoryPort | None, str]:
+    if mode == "off":
+        return None, "history off"
+    configured = f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ
+    if mode == "auto" and not configured:
+        return None, f"no history connection ({conn_id}): deciding on routing alone"
+    from kubernaut.intake.history_checks import IntakeHistory
+
+    history = IntakeHistory(conn_id)
+    try:
+        history.version()
+    except Exception as exc:
+        if mode == "on":
+            raise
+        return None, f"history unreachable ({exc}): deciding on routing alone"
+    return _ReadOnlyHistory(history), f"history {conn_id}"
+
+
+class _ReadOnlyHistory:
+    """The history for a preview: checks read it, nothing is recorded or locked."""
+
+    def __init__(self, history: HistoryPort) -> None:
+        self._h = history
+        self.last_run = history.last_run
+        self.active_runs = history.active_runs
+        self.consecutive_failures = history.consecutive_failures
+        self.recent_launches = history.recent_launches
+
+    def target_lock(self, namespace: str, name: str) -> _NoLock:
+        return _NoLock()
+
+    def record_decision(self, **fields: Any) -> None:
+        return None  # a preview records nothing
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def route_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kubernaut route",
+        description="Print the decision for each alert of a webhook payload, as JSON. Launches nothing.",
+    )
+    parser.add_argument("--alerts", required=True, help="webhook payload file (version 4), or - for stdin")
+    parser.add_argument("--templates", type=Path, default=None, help="templates dir (default templates/)")
+    parser.add_argument(
+        "--history",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="check cooldown/busy/blocked in the history DB (auto: if its connection is configured)",
+    )
+    parser.add_argument("--history-conn-id", default=DEFAULT_CONN_ID)
+    args = parser.parse_args(argv)
+
+    try:
+        text = sys.stdin.read() if args.alerts == "-" else Path(args.alerts).read_text()
+        payload = parse_payload(json.loads(text))
+    except OSError as exc:
+        print(f"kubernaut route: cannot read {args.alerts}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, RecursionError) as exc:  # PayloadError is a ValueError too
+        problems = exc.problems if isinstance(exc, PayloadError) else [f"not valid JSON: {exc}"]
+        for problem in problems:
+            print(f"kubernaut route: {args.alerts}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    directory = args.templates or templates_dir()
+    if not directory.is_dir():
+        print(f"kubernaut route: no such templates directory: {directory}", file=sys.stderr)
+        return EXIT_USAGE
+    report = load_templates(directory)
+    for error in report.all_errors():
+        print(f"kubernaut route: template skipped: {error}", file=sys.stderr)
+    try:
+        policy = load_config().policy
+    except ConfigError as exc:
+        print(f"kubernaut route: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    history, note = _history_for_route(args.history, args.history_conn_id)
+    print(f"kubernaut route: {note}; Airflow not contacted (paused/duplicate not checked)", file=sys.stderr)
+    decider = Decider(Router(report.templates), policy, history=history, airflow=None)
+    print(json.dumps([decider.decide(alert).to_dict() for alert in payload.alerts], indent=2))
+    return EXIT_OK
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kubernaut serve",
+        description="Serve the alert intake (POST /kubernaut/alerts) outside the Airflow api-server. "
+        "Configured by the environment: KUBERNAUT_WEBHOOK_TOKEN[_FILE], KUBERNAUT_AIRFLOW_URL, "
+        "KUBERNAUT_AIRFLOW_USERNAME, KUBERNAUT_AIRFLOW_PASSWORD[_FILE], AIRFLOW_CONN_KUBERNAUT_HISTORY.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--templates", type=Path, default=None, help="templates directory")
+    args = parser.parse_args(argv)
+    if args.templates is not None:
+        os.environ["KUBERNAUT_TEMPLATES_DIR"] = str(args.templates.resolve())
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from kubernaut.intake.app import create_app
+    from kubernaut.intake.settings import IntakeSettings
+
+    settings = IntakeSettings.from_env()
+    if settings.token.current() is None:
+        print("kubernaut serve: set KUBERNAUT_WEBHOOK_TOKEN or KUBERNAUT_WEBHOOK_TOKEN_FILE", file=sys.stderr)
+        return EXIT_USAGE
+    root = FastAPI(title="Kubernaut alert intake", openapi_url=None)
+    root.mount("/kubernaut", create_app())  # same URL as the plugin: one Alertmanager config for both
+    uvicorn.run(root, host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
