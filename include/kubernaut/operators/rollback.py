@@ -106,7 +106,14 @@ class KubernautRollbackOperator(BaseOperator):
         try:
             notify = registry.get("monitoring", "notify")
             message = f"kubernaut: rollback of {context['dag_run'].run_id} incomplete: {result['failed']}"
-            params = notify.Params.model_validate({"message": message, "details": dict(result)})
+            params = notify.Params.model_validate(
+                {
+                    "title": "kubernaut: rollback incomplete, a human must look",
+                    "message": message,
+                    "severity": "critical",
+                    "fields": {"dag_id": context["dag_run"].dag_id, **dict(result)},
+                }
+            )
             notify().execute(ActionContext(logger=self.log, _config=run.config), params)
         except Exception as exc:
             self.log.error("kubernaut: escalation notification failed: %s", exc)

@@ -78,7 +78,10 @@ def run_step(
             spec, conf, params, steps, timeout, logger, actions, recorder, **context_overrides
         )
     except Exception as exc:
-        recorder.finished("failed", error=f"{type(exc).__name__}: {exc}")
+        # A policy violation carries what rule and object refused the change: keep it.
+        violation = getattr(exc, "record", None)
+        result = {"policy_violation": violation} if isinstance(violation, dict) else None
+        recorder.finished("failed", result, error=f"{type(exc).__name__}: {exc}")
         raise
     recorder.finished("skipped" if outcome.skipped else "success", outcome.record or None, outcome.reason)
     return outcome
