@@ -31,8 +31,11 @@ class Target:
     namespace: str | None
     name: str
     # False for objects changed only as a consequence (pods a drain evicts): the opt-in label
-    # is checked on the object the step is about, the protected namespaces on every target.
+    # is checked on the object the step is about only.
     check_labels: bool = True
+    # False for such consequences too: kubectl drain evicts kube-system pods as well; the step
+    # changes the Node (which is checked) and PodDisruptionBudgets still protect the workloads.
+    check_protection: bool = True
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
@@ -81,7 +84,7 @@ def _labels_of(ctx: ActionContext, target: Target) -> dict[str, str] | None:
 
 def check_target(ctx: ActionContext, policy: PolicyConfig, target: Target) -> None:
     namespace = target.name if target.kind == "Namespace" else target.namespace
-    if namespace and namespace in policy.protected_namespaces:
+    if namespace and namespace in policy.protected_namespaces and target.check_protection:
         raise PolicyViolation(
             RULE_PROTECTED_NAMESPACE, str(target), f"namespace {namespace} is protected and never mutated"
         )

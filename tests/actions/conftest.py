@@ -14,9 +14,17 @@ from kubernaut.sandbox import SandboxCluster
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxCluster]:
+def crds() -> tuple[str, ...]:
+    """CRD resources the sandbox serves (none); a test parametrizes it to install some."""
+    return ()
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crds: tuple[str, ...]
+) -> Iterator[SandboxCluster]:
     """The sandbox over HTTP, reached the production way: KubernetesHook + connection env var."""
-    with SandboxCluster(pod_ready_delay=0.1) as sandbox:
+    with SandboxCluster(pod_ready_delay=0.1, crds=crds) as sandbox:
         kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
         monkeypatch.setenv(
             "AIRFLOW_CONN_KUBERNETES_DEFAULT",

@@ -50,20 +50,6 @@ def test_protected_namespace(cluster: SandboxCluster, dry_run: bool) -> None:
     )
 
 
-def test_drain_refuses_evicting_pods_of_protected_namespaces(cluster: SandboxCluster, dry_run: bool) -> None:
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "dns", "namespace": "kube-system"},
-            "spec": {"nodeName": "sandbox-node-2", "containers": [{"name": "m", "image": "x"}]},
-        }
-    )
-    violation = refused("protected_namespace", dry_run, "drain_node", node="sandbox-node-2")
-    assert violation.record["target"] == "Pod/kube-system/dns"
-    assert not must_get(cluster, "nodes", None, "sandbox-node-2")["spec"].get("unschedulable")
-
-
 def test_require_label(cluster: SandboxCluster, dry_run: bool) -> None:
     policy = {"require_label": "kubernaut.io/managed=true"}
     violation = refused(

@@ -187,10 +187,11 @@ class DrainNode(Action[DrainNodeParams]):
     dry_run_doc = "`dryRun=All` cordon and evictions (a PDB refusal is reported, not waited for)"
 
     def targets(self, ctx: ActionContext, params: DrainNodeParams) -> list[Target]:
-        # The evicted pods are changed too: a pod in a protected namespace refuses the drain.
+        # The evicted pods are changed too, as consequences: only the Node is checked (see Target).
         pods = evictable_pods(ctx, params.node, force=True)
         return [Target("Node", None, params.node)] + [
-            Target("Pod", p.metadata.namespace, p.metadata.name, check_labels=False) for p in pods
+            Target("Pod", p.metadata.namespace, p.metadata.name, check_labels=False, check_protection=False)
+            for p in pods
         ]
 
     def bounds(self, ctx: ActionContext, params: DrainNodeParams) -> Bounds:

@@ -22,6 +22,8 @@ BUILTIN_MODULES = (
     "kubernaut.actions.k8s_nodes",
     "kubernaut.actions.k8s_config",
     "kubernaut.actions.k8s_network",
+    "kubernaut.actions.k8s_storage",
+    "kubernaut.actions.k8s_generic",
     "kubernaut.actions.monitoring",
     "kubernaut.actions.custom",
     "kubernaut.actions.monitoring_prometheus",

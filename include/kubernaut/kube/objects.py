@@ -35,6 +35,7 @@ KINDS: dict[str, KindApi] = {
     "NetworkPolicy": KindApi(client.NetworkingV1Api, "namespaced_network_policy"),
     "CronJob": KindApi(client.BatchV1Api, "namespaced_cron_job"),
     "Job": KindApi(client.BatchV1Api, "namespaced_job"),
+    "StorageClass": KindApi(client.StorageV1Api, "storage_class", namespaced=False),
 }
 
 

@@ -7,7 +7,7 @@ import builtins
 import copy
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -16,7 +16,7 @@ import kmock
 
 from kubernaut.sandbox.controller import Controller
 from kubernaut.sandbox.kubeconfig import write_kubeconfig
-from kubernaut.sandbox.resources import RESOURCES, ResourceSpec, resolve
+from kubernaut.sandbox.resources import ResourceSpec, crd_keys, resolve, served_resources
 from kubernaut.sandbox.seed import demo_manifests
 from kubernaut.sandbox.selectors import labels_match, parse_label_selector
 from kubernaut.sandbox.server import SandboxEmulator
@@ -24,11 +24,11 @@ from kubernaut.sandbox.server import SandboxEmulator
 T = TypeVar("T")
 
 
-def spec_for_manifest(obj: dict[str, Any]) -> ResourceSpec:
-    """The resource of a manifest, by its apiVersion group and kind."""
+def spec_for_manifest(obj: dict[str, Any], crds: frozenset[str] = frozenset()) -> ResourceSpec:
+    """The resource of a manifest, by its apiVersion group and kind (CRD kinds only when served)."""
     api_version = str(obj.get("apiVersion", "v1"))
     group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
-    for spec in RESOURCES:
+    for spec in served_resources(crds):
         if spec.kind == obj.get("kind") and spec.group == group:
             return spec
     raise KeyError(f"Unsupported manifest: apiVersion={api_version!r} kind={obj.get('kind')!r}")
@@ -50,10 +50,13 @@ class SandboxCluster:
         pod_ready_delay: float = 0.3,
         crash_interval: float = 1.0,
         tick: float = 0.1,
+        crds: Iterable[str] = (),
     ) -> None:
+        """``crds``: custom resources to serve as if their CRDs were installed, by storage key or
+        API group (e.g. ``"snapshot.storage.k8s.io"``); see ``resources.CRD_RESOURCES``."""
         self.host = host
         self.port = port
-        self.emulator = SandboxEmulator()
+        self.emulator = SandboxEmulator(crds=crd_keys(crds))
         self.controller = Controller(
             self.emulator.store,
             self.emulator.logs,
@@ -164,7 +167,7 @@ class SandboxCluster:
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object from a manifest (status kept if given; namespace auto-created)."""
-        spec = spec_for_manifest(obj)
+        spec = spec_for_manifest(obj, self.emulator.crds)
         store = self.emulator.store
 
         def apply_in_loop() -> dict[str, Any]:

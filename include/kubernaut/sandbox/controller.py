@@ -22,6 +22,7 @@ from kubernaut.sandbox.faults import FaultBook, pod_memory_limit
 from kubernaut.sandbox.logs import LogBook
 from kubernaut.sandbox.resources import ResourceSpec, resolve
 from kubernaut.sandbox.selectors import label_selector_from_object, labels_match
+from kubernaut.sandbox.storage import reconcile_claims, reconcile_snapshots
 from kubernaut.sandbox.store import Store, now_rfc3339, random_suffix
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,8 @@ class Controller:
             self._deployment_status(deployment)
         self._disruption_budgets()
         self._endpoints()
+        reconcile_claims(self.store, self._set_status)
+        reconcile_snapshots(self.store, self._set_status)
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 ALL_VERBS: tuple[str, ...] = (
@@ -102,7 +103,38 @@ RESOURCES: tuple[ResourceSpec, ...] = (
     ResourceSpec("batch", "v1", "jobs", "Job", True, (), ("status",)),
     ResourceSpec("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",)),
     ResourceSpec("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+    ResourceSpec("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
 )
+
+# Custom resources: a real cluster serves them only once their CRDs are installed, so a sandbox
+# serves them only when asked (`SandboxCluster(crds=...)`) and tests can cover both cases.
+CRD_RESOURCES: tuple[ResourceSpec, ...] = (
+    ResourceSpec(
+        "snapshot.storage.k8s.io", "v1", "volumesnapshots", "VolumeSnapshot", True, ("vs",), ("status",)
+    ),
+    ResourceSpec(
+        "snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", "VolumeSnapshotClass", False, ("vsclass",)
+    ),
+)
+
+
+def crd_keys(names: Iterable[str]) -> frozenset[str]:
+    """Storage keys of the CRD resources named by storage key (`volumesnapshots.snapshot.storage.k8s.io`)
+    or by API group (`snapshot.storage.k8s.io`: all of its resources)."""
+    keys: set[str] = set()
+    for name in names:
+        found = {s.storage_key for s in CRD_RESOURCES if name in (s.storage_key, s.group)}
+        if not found:
+            known = sorted({s.storage_key for s in CRD_RESOURCES} | {s.group for s in CRD_RESOURCES})
+            raise KeyError(f"Unknown CRD resource {name!r}; known: {', '.join(known)}")
+        keys |= found
+    return frozenset(keys)
+
+
+def served_resources(crds: Collection[str] = ()) -> tuple[ResourceSpec, ...]:
+    """The built-in resources plus the CRD resources (by storage key) this sandbox serves."""
+    return RESOURCES + tuple(s for s in CRD_RESOURCES if s.storage_key in crds)
+
 
 # Kinds of subresources differ from their parents (discovery must say so for typed clients).
 SUBRESOURCE_KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -118,8 +150,8 @@ SUBRESOURCE_KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def find_resource(group: str, version: str, plural: str) -> ResourceSpec | None:
-    for spec in RESOURCES:
+def find_resource(group: str, version: str, plural: str, crds: Collection[str] = ()) -> ResourceSpec | None:
+    for spec in served_resources(crds):
         if spec.group == group and spec.plural == plural and version in (spec.version, *spec.extra_versions):
             return spec
     return None
@@ -131,7 +163,8 @@ def resolve(kind_or_plural: str) -> ResourceSpec:
     group = None
     if "." in wanted:  # "deployments.apps"
         wanted, group = wanted.split(".", 1)
-    for spec in RESOURCES:
+    # CRD resources resolve too (the store and the controller name them), served or not.
+    for spec in RESOURCES + CRD_RESOURCES:
         if group is not None and spec.group != group:
             continue
         if wanted in (spec.plural, spec.singular, *spec.short_names):
@@ -139,10 +172,10 @@ def resolve(kind_or_plural: str) -> ResourceSpec:
     raise KeyError(f"Unknown resource: {kind_or_plural!r}")
 
 
-def served_group_versions() -> dict[str, list[str]]:
+def served_group_versions(crds: Collection[str] = ()) -> dict[str, list[str]]:
     """Non-core API groups and their served versions, preferred version first."""
     groups: dict[str, list[str]] = {}
-    for spec in RESOURCES:
+    for spec in served_resources(crds):
         if spec.group:
             versions = groups.setdefault(spec.group, [])
             for version in (spec.version, *spec.extra_versions):

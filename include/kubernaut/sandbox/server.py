@@ -28,12 +28,12 @@ from kubernaut.sandbox.faults import FAULT_TYPES, WORKLOAD_KINDS, FaultBook
 from kubernaut.sandbox.logs import LogBook
 from kubernaut.sandbox.patching import APPLY_PATCH, apply_patch
 from kubernaut.sandbox.resources import (
-    RESOURCES,
     SUBRESOURCE_KINDS,
     ResourceSpec,
     find_resource,
     resolve,
     served_group_versions,
+    served_resources,
 )
 from kubernaut.sandbox.selectors import (
     FieldRequirement,
@@ -99,11 +99,13 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     stopping: bool = False  # set on shutdown so open watch streams end promptly
     # The controller's view of a pod's workload scale, for PDB arithmetic (set by the cluster).
     scale_of: Callable[[JSON], tuple[str, int] | None] | None = None
+    # Storage keys of the CRD resources served (see resources.CRD_RESOURCES); none by default.
+    crds: frozenset[str] = frozenset()
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         # Declare the catalogue to kmock too, so its own introspection (e.g. kmock.resources) agrees.
-        for spec in RESOURCES:
+        for spec in served_resources(self.crds):
             for version in (spec.version, *spec.extra_versions):
                 self.resources[kmock.resource(spec.group, version, spec.plural)] = kmock.ResourceInfo(
                     namespaced=spec.namespaced,
@@ -166,7 +168,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         parsed = _parse_path(parts)
         if parsed.group is None or parsed.version is None or parsed.plural is None:
             raise errors.endpoint_not_found(path)
-        spec = find_resource(parsed.group, parsed.version, parsed.plural)
+        spec = find_resource(parsed.group, parsed.version, parsed.plural, self.crds)
         if spec is None or (parsed.namespace is not None and not spec.namespaced):
             raise errors.endpoint_not_found(path)
         version = parsed.version
@@ -265,7 +267,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     # --- discovery ------------------------------------------------------------------------------
 
     def _discovery(self, path: str) -> JSON | None:
-        groups = served_group_versions()
+        groups = served_group_versions(self.crds)
         if path == "/version":
             return SERVER_VERSION
         if path in ("/healthz", "/livez", "/readyz"):
@@ -298,7 +300,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
                 "kind": "APIResourceList",
                 "apiVersion": "v1",
                 "groupVersion": f"{group}/{version}" if group else version,
-                "resources": self._resource_list(group, version),
+                "resources": self._resource_list(group, version, self.crds),
             }
         return None
 
@@ -308,9 +310,9 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         return {"name": group, "versions": entries, "preferredVersion": entries[0]}
 
     @staticmethod
-    def _resource_list(group: str, version: str) -> list[JSON]:
+    def _resource_list(group: str, version: str, crds: frozenset[str]) -> list[JSON]:
         result: list[JSON] = []
-        for spec in RESOURCES:
+        for spec in served_resources(crds):
             if spec.group != group or version not in (spec.version, *spec.extra_versions):
                 continue
             entry: JSON = {
