@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import secrets
 import signal
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from kubernaut.local_stack import AirflowStandalone, SandboxProcess, kubernetes_connection
+from kubernaut.local_stack import AirflowStandalone, SandboxProcess, free_port, kubernetes_connection
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_TEMPLATE_DAG = "kubernaut_deployment_replica_mismatch"
@@ -62,16 +63,24 @@ def wait(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> An
         time.sleep(interval)
 
 
-def trigger(api: httpx.Client, dag_id: str, alert: dict[str, Any]) -> str:
-    """Launch a run the way the alert receiver does: run id derived from the alert."""
-    starts = alert.get("startsAt") or datetime.datetime.now(datetime.UTC).isoformat()
-    run_id = f"alert__{alert['fingerprint']}__{starts.replace(':', '').replace('-', '')[:15]}"
-    response = api.post(
-        f"/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}}
-    )
-    if response.status_code not in (200, 409):
-        response.raise_for_status()
-    return run_id
+def send_alert(webhook_url: str, token: str, alert: dict[str, Any]) -> dict[str, Any]:
+    """Deliver the alert as Alertmanager does: a version-4 webhook to the intake plugin."""
+    payload = {
+        "version": "4",
+        "receiver": "kubernaut",
+        "status": "firing",
+        "groupKey": f'{{}}:{{alertname="{alert["labels"]["alertname"]}"}}',
+        "truncatedAlerts": 0,
+        "groupLabels": {"alertname": alert["labels"]["alertname"]},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": alert["annotations"],
+        "externalURL": "http://alertmanager.demo.invalid",
+        "alerts": [{**alert, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": ""}],
+    }
+    response = httpx.post(webhook_url, json=payload, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    response.raise_for_status()
+    decision: dict[str, Any] = response.json()["decisions"][0]
+    return decision
 
 
 HISTORY_URL_ENV = "KUBERNAUT_DEMO_HISTORY_URL"
@@ -80,7 +89,7 @@ HISTORY_DB = "kubernaut_demo_history"
 
 
 def prepare_history() -> str:
-    """The undo journal needs PostgreSQL: create the demo's history database if missing."""
+    """The undo journal needs PostgreSQL: (re)create the demo's history database."""
     import os
 
     import psycopg2
@@ -97,10 +106,11 @@ def prepare_history() -> str:
             f"or set {HISTORY_URL_ENV}=postgresql://USER:PASSWORD@HOST:PORT/DB"
         ) from exc
     conn.autocommit = True
+    # A fresh history per demo: the sandbox cluster is new each time, and an old run of the
+    # same alert would (rightly) put the new one in cooldown.
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (HISTORY_DB,))
-        if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{HISTORY_DB}"')
+        cur.execute(f'DROP DATABASE IF EXISTS "{HISTORY_DB}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{HISTORY_DB}"')
     conn.close()
     return f"{DEFAULT_HISTORY_SERVER}/{HISTORY_DB}"
 
@@ -126,11 +136,19 @@ def run_demo(workdir: Path, keep_running: bool) -> int:
         home=workdir / "airflow",
         dags_folder=REPO / "dags",
         templates_dir=REPO / "templates",
-        env_extra={
-            "AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(sandbox.kubeconfig),
-            "AIRFLOW_CONN_KUBERNAUT_HISTORY": history_url,
-        },
+        plugins_folder=REPO / "plugins",
     )
+    airflow.home.mkdir(parents=True, exist_ok=True)
+    airflow.port = free_port()
+    airflow.environment()  # creates the login, which the intake plugin uses for the REST API
+    token = secrets.token_urlsafe(32)
+    airflow.env_extra = {
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(sandbox.kubeconfig),
+        "AIRFLOW_CONN_KUBERNAUT_HISTORY": history_url,
+        "KUBERNAUT_WEBHOOK_TOKEN": token,
+        "KUBERNAUT_AIRFLOW_USERNAME": airflow.username,
+        "KUBERNAUT_AIRFLOW_PASSWORD": airflow.password,
+    }
     try:
         say("starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite ...")
         airflow.start()
@@ -150,9 +168,16 @@ def run_demo(workdir: Path, keep_running: bool) -> int:
         desired, ready, crashing = deployment_health(sandbox, "demo", "web")
         say(f"fault injected: demo/web wants {desired}, {ready} Ready, {crashing} in CrashLoopBackOff")
 
-        alert = {**DEMO_ALERT, "startsAt": datetime.datetime.now(datetime.UTC).isoformat()}
-        run_id = trigger(api, DEMO_TEMPLATE_DAG, alert)
-        say(f"alert {alert['labels']['alertname']} sent -> run {DEMO_TEMPLATE_DAG} / {run_id}")
+        starts = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        alert = {**DEMO_ALERT, "startsAt": starts}
+        webhook = f"{airflow.url}/kubernaut/alerts"
+        decision = send_alert(webhook, token, alert)
+        say(f"alert {alert['labels']['alertname']} posted to {webhook}")
+        say(f"intake decision: {decision['decision']} ({decision['reason']})")
+        if decision["decision"] != "triggered":
+            raise RuntimeError(f"the intake did not launch a run: {decision}")
+        run_id = decision["dag_run_id"]
+        say(f"run {DEMO_TEMPLATE_DAG} / {run_id}")
 
         def finished() -> str | None:
             state = api.get(f"/dags/{DEMO_TEMPLATE_DAG}/dagRuns/{run_id}").json().get("state")

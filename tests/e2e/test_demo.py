@@ -27,6 +27,7 @@ def test_demo_fixes_the_injected_fault(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "5 remediation DAGs loaded" in out
     assert "3 in CrashLoopBackOff" in out
+    assert "intake decision: triggered" in out
     assert "step rollout-restart      success" in out
     assert "run success; demo/web now 3/3 Ready, 0 crashing -> FAULT FIXED" in out
     # Stopped cleanly: no Airflow component left behind.

@@ -30,6 +30,7 @@ from kubernaut.kube.pods import (
     controller_of,
     deployment_of_replicaset,
     pod_summary,
+    read_log,
     read_pod,
     sanitized_manifest,
 )
@@ -80,14 +81,15 @@ class GetPodLogs(Action[PodLogsParams]):
     def run(self, ctx: ActionContext, params: PodLogsParams) -> ActionResult:
         extra: dict[str, Any] = {"container": params.container} if params.container else {}
         with api_errors(f"log of pod {params.namespace}/{params.pod}"):
-            text = clients.core(ctx).read_namespaced_pod_log(
-                params.pod,
+            text = read_log(
+                clients.core(ctx),
                 params.namespace,
+                params.pod,
                 tail_lines=params.tail_lines,
                 previous=params.previous,
                 **extra,
             )
-        lines = str(text).splitlines()
+        lines = text.splitlines()
         return ActionResult(output={"lines": lines, "count": len(lines)})
 
 

@@ -137,3 +137,10 @@ def sanitized_manifest(api: client.ApiClient, obj: Any) -> dict[str, Any]:
         meta.pop(key, None)
     data.pop("status", None)
     return data
+
+
+def read_log(core: client.CoreV1Api, namespace: str, pod: str, **options: Any) -> str:
+    """A container log as text. The raw body is read because the client's preloaded
+    str() of the log bytes yields "b'...'" (kubernetes client 36)."""
+    response = core.read_namespaced_pod_log(pod, namespace, _preload_content=False, **options)
+    return str(response.data.decode("utf-8", errors="replace"))
