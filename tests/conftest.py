@@ -3,10 +3,18 @@ Airflow setting is made here, before any test module imports Airflow."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+
+    from kubernaut.sandbox import SandboxCluster
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="kubernaut-test-airflow-"))
@@ -23,3 +31,19 @@ os.environ["KUBERNAUT_TEMPLATES_DIR"] = str(REPO / "templates")
 # The remediation history (undo journal) lives in its own database.
 HISTORY_DATABASE = f"{PG_DATABASE}_history"
 os.environ["AIRFLOW_CONN_KUBERNAUT_HISTORY"] = f"postgresql://postgres@127.0.0.1:5432/{HISTORY_DATABASE}"
+
+
+@contextlib.contextmanager
+def connected_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> Iterator[SandboxCluster]:
+    """A seeded sandbox cluster over HTTP, reached the production way: KubernetesHook via
+    the kubernetes_default connection (an env var naming the generated kubeconfig)."""
+    from kubernaut.local_stack import kubernetes_connection
+    from kubernaut.sandbox import SandboxCluster
+
+    with SandboxCluster(**options) as sandbox:
+        kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+        monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", kubernetes_connection(kubeconfig))
+        sandbox.seed_demo()
+        yield sandbox

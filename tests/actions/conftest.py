@@ -9,8 +9,8 @@ import pytest
 
 from kubernaut.actions.base import ActionContext
 from kubernaut.config import KubernautConfig, PolicyConfig
-from kubernaut.local_stack import kubernetes_connection
 from kubernaut.sandbox import SandboxCluster
+from tests.conftest import connected_sandbox
 
 
 @pytest.fixture
@@ -23,14 +23,7 @@ def crds() -> tuple[str, ...]:
 def cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crds: tuple[str, ...]
 ) -> Iterator[SandboxCluster]:
-    """The sandbox over HTTP, reached the production way: KubernetesHook + connection env var."""
-    with SandboxCluster(pod_ready_delay=0.1, crds=crds) as sandbox:
-        kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_KUBERNETES_DEFAULT",
-            kubernetes_connection(kubeconfig),
-        )
-        sandbox.seed_demo()
+    with connected_sandbox(tmp_path, monkeypatch, pod_ready_delay=0.1, crds=crds) as sandbox:
         yield sandbox
 
 

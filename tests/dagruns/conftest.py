@@ -10,9 +10,8 @@ import psycopg2
 import pytest
 
 from kubernaut.history import History
-from kubernaut.local_stack import kubernetes_connection
 from kubernaut.sandbox import SandboxCluster
-from tests.conftest import HISTORY_DATABASE, PG_DATABASE, REPO
+from tests.conftest import HISTORY_DATABASE, PG_DATABASE, REPO, connected_sandbox
 
 
 def _admin_sql(statement: str) -> None:
@@ -53,11 +52,5 @@ def dagbag(airflow_db: str) -> Any:
 @pytest.fixture
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxCluster]:
     """A fresh sandbox cluster per test, reached by Airflow's kubernetes_default connection."""
-    with SandboxCluster(pod_ready_delay=0.2) as sandbox:
-        kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_KUBERNETES_DEFAULT",
-            kubernetes_connection(kubeconfig),
-        )
-        sandbox.seed_demo()
+    with connected_sandbox(tmp_path, monkeypatch, pod_ready_delay=0.2) as sandbox:
         yield sandbox
