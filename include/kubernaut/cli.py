@@ -79,6 +79,33 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_INVALID
 
 
+@subcommand("config")
+def _setup_config(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("config", help="validate a configuration file and print the effective settings")
+    p.add_argument("file", nargs="?", type=Path, help="YAML file (default: $KUBERNAUT_CONFIG)")
+    p.set_defaults(handler=_config)
+
+
+def _config(args: argparse.Namespace) -> int:
+    import os
+
+    import yaml
+
+    from kubernaut.config import CONFIG_ENV, ConfigError, parse_config
+
+    path = args.file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is None or not path.exists():
+        print(f"kubernaut config: no configuration file given (argument or ${CONFIG_ENV})", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = parse_config(yaml.safe_load(path.read_text()), str(path))
+    except (ConfigError, yaml.YAMLError) as exc:
+        print(f"kubernaut config: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    return EXIT_OK
+
+
 @subcommand("schema")
 def _setup_schema(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("schema", help="print the JSON Schema of the template format")
