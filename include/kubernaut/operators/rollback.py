@@ -30,10 +30,7 @@ def _step_specs(dag: Any) -> dict[str, StepSpec]:
     return {t.task_id: t.spec for t in dag.tasks if isinstance(t, KubernautStepOperator)}
 
 
-def _run_rollback(
-    context: Any, specs: Mapping[str, StepSpec], template: str, log: Any
-) -> RollbackReport | None:
-    run = RunContext.open(context, template, dry_run=False)
+def _run_rollback(run: RunContext, specs: Mapping[str, StepSpec], log: Any) -> RollbackReport | None:
     if run.history is None or run.run_id is None:
         log.error("kubernaut: cannot roll back: no history database to read the undo journal from")
         return None
@@ -56,7 +53,8 @@ def rollback_on_failure(context: Any) -> None:
         task.log.info("kubernaut: step %s will be retried; no rollback yet", task.task_id)
         return
     try:
-        _run_rollback(context, _step_specs(context["dag"]), task.spec.template, task.log)
+        run = RunContext.open(context, task.spec.template, dry_run=False)
+        _run_rollback(run, _step_specs(context["dag"]), task.log)
     except Exception as exc:  # the rollback task is the guarantee; never mask the step's error
         task.log.error("kubernaut: rollback from failure callback failed: %s", exc)
 
@@ -83,22 +81,22 @@ class KubernautRollbackOperator(BaseOperator):
         if not failed:
             raise AirflowSkipException("no step failed: nothing to roll back")
         self.log.info("kubernaut: steps failed: %s; rolling back", ", ".join(failed))
-        report = _run_rollback(context, specs, self.template, self.log)
+        run = RunContext.open(context, self.template, dry_run=False)
+        report = _run_rollback(run, specs, self.log)
         if report is None:
             raise AirflowFailException(
                 "rollback impossible: the history database (undo journal) is unavailable"
             )
         result = {"failed_steps": failed, **report.to_dict()}
         if report.failed:
-            self._escalate(context, result)
+            self._escalate(context, run, result)
             raise AirflowFailException(
                 f"rollback incomplete: undo failed for {', '.join(i.step for i in report.failed)}; "
                 "a human must look (kubernaut history show <run>)"
             )
         return result
 
-    def _escalate(self, context: Any, result: Mapping[str, Any]) -> None:
-        run = RunContext.open(context, self.template, dry_run=False)
+    def _escalate(self, context: Any, run: RunContext, result: Mapping[str, Any]) -> None:
         if run.history is not None and run.run_id is not None:
             run.history.record_outcome(run.run_id, "rollback", "escalated", dict(result))
         if not run.config.notify_conn_id:
