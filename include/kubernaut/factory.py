@@ -134,6 +134,9 @@ def build_dag(template: Template) -> DAG:
                     subject=f"Approve step '{step.name}' of remediation '{template.name}'?",
                     body=f"{step.action.type}/{step.action.action}: {step.description}",
                     execution_timeout=step.timeout_for(config),
+                    # "Reject" skips only the gated step; later steps, rollback and finalize
+                    # still follow their own trigger rules.
+                    ignore_downstream_trigger_rules=False,
                     trigger_rule=NONE_FAILED if deps[step.name] else "all_success",
                 )
                 gate >> task

@@ -15,18 +15,22 @@ from kubernaut.operators.rollback import rollback_on_failure
 from kubernaut.sandbox import SandboxCluster
 from kubernaut.templates.loader import load_templates
 from tests.conftest import REPO
-from tests.dagruns.test_templates_run import SCENARIOS
+from tests.dagruns.test_templates_run import AUTO_APPROVE, SCENARIOS
 
 TEMPLATES = {t.name: t for t in load_templates(REPO / "templates").templates}
 CASES = [(name, step.name) for name in sorted(TEMPLATES) for step in TEMPLATES[name].steps]
 
 
 def deployments(cluster: SandboxCluster) -> dict[str, Any]:
-    """What the undoable actions change: each deployment's replicas and pod template."""
-    return {
+    """What the undoable actions change: each deployment's replicas and pod template, and
+    whether each node takes new pods."""
+    state: dict[str, Any] = {
         d["metadata"]["name"]: (d["spec"]["replicas"], d["spec"]["template"])
         for d in cluster.list("deployments", "demo")
     }
+    for node in cluster.list("nodes"):
+        state[f"node/{node['metadata']['name']}"] = bool(node["spec"].get("unschedulable"))
+    return state
 
 
 def journal(run_id: str) -> list[dict[str, Any]]:
@@ -37,7 +41,9 @@ def journal(run_id: str) -> list[dict[str, Any]]:
 
 def run_failing(dagbag: Any, name: str, step: str, cluster: SandboxCluster) -> tuple[Any, dict[str, str]]:
     conf = {**SCENARIOS[name][0](cluster), "inject_failure": {"step": step}}
-    dr = dagbag.dags["kubernaut_" + name.replace("-", "_")].test(run_conf=conf)
+    dr = dagbag.dags["kubernaut_" + name.replace("-", "_")].test(
+        run_conf=conf, mark_success_pattern=AUTO_APPROVE
+    )
     return dr, {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
 
 
@@ -54,7 +60,9 @@ def test_failure_at_any_step_restores_the_cluster(
         return conf
 
     conf = {**snapshot_then_prepare(cluster), "inject_failure": {"step": step}}
-    dr = dagbag.dags["kubernaut_" + name.replace("-", "_")].test(run_conf=conf)
+    dr = dagbag.dags["kubernaut_" + name.replace("-", "_")].test(
+        run_conf=conf, mark_success_pattern=AUTO_APPROVE
+    )
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
 
     assert str(dr.state) == "failed"

@@ -169,3 +169,50 @@ def test_failed_run_rolls_back_on_the_live_stack(stack: LiveStack) -> None:
             ("rollback-live-1",),
         )
         assert cur.fetchall() == [("rolled_back", "scale-out", "applied", 1)]
+
+
+def test_drain_waits_for_a_person_to_approve(stack: LiveStack) -> None:
+    """`approval: required` on the live stack: the drain waits in the Required Actions of
+    the UI until someone approves through Airflow's HITL API, then runs."""
+    assert stack.airflow is not None and stack.sandbox is not None
+    api = stack.airflow.client()
+    dag, run_id = "kubernaut_node_not_ready", "approval-live-1"
+    wait(lambda: api.get(f"/dags/{dag}").status_code == 200, 120, "DAGs to be parsed")
+    api.patch(f"/dags/{dag}", json={"is_paused": False}).raise_for_status()
+
+    def pods_on_node_1() -> list[str]:
+        items = stack.sandbox.get("/api/v1/namespaces/demo/pods?fieldSelector=spec.nodeName%3Dsandbox-node-1")
+        return [p["metadata"]["name"] for p in items["items"]]
+
+    assert pods_on_node_1()
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "KubeNodeNotReady", "node": "sandbox-node-1"},
+        "fingerprint": "approval-live",
+    }
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}}
+    api.post(f"/dags/{dag}/dagRuns", json=body).raise_for_status()
+    tis = f"/dags/{dag}/dagRuns/{run_id}/taskInstances"
+
+    def state(task_id: str) -> str | None:
+        found: str | None = api.get(f"{tis}/{task_id}").json().get("state")
+        return found
+
+    wait(lambda: state("approve-drain-node") == "awaiting_input", 120, "the approval request", interval=1)
+    assert state("cordon-node") == "success" and state("drain-node") in (None, "none")
+    node = stack.sandbox.get("/api/v1/nodes/sandbox-node-1")
+    assert node["spec"]["unschedulable"] is True and pods_on_node_1()  # cordoned, not drained yet
+
+    answer = api.patch(f"{tis}/approve-drain-node/-1/hitlDetails", json={"chosen_options": ["Approve"]})
+    assert answer.status_code == 200, answer.text
+    final = wait(
+        lambda: (
+            (s := api.get(f"/dags/{dag}/dagRuns/{run_id}").json()["state"]) in ("success", "failed") and s
+        ),
+        180,
+        "the drain run",
+        interval=2,
+    )
+    assert final == "success"
+    assert state("drain-node") == "success" and state("rollback") == "skipped"
+    wait(lambda: not pods_on_node_1(), 30, "node-1 to be empty")
