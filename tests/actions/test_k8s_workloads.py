@@ -141,6 +141,12 @@ def test_rollback_deployment(
             == "2"
         )
     )
+    # Let the rollout settle: the controller's own status writes would add conflicts below.
+    cluster.wait_until(
+        lambda: all(
+            p["spec"]["containers"][0]["image"] == "nginx:broken" for p in wait_all_ready(cluster, "web", 3)
+        )
+    )
     _, _, dry = run(dry_ctx, "rollback_deployment", namespace="demo", deployment="web")
     assert not dry.changed and _image(cluster) == "nginx:broken"
 
