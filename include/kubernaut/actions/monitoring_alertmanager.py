@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, VerificationFailed
-from kubernaut.actions.monitoring_common import MAX_WAIT, alertmanager, deadline, poll
+from kubernaut.actions.monitoring_common import alertmanager, bounded_wait, deadline, poll
 from kubernaut.actions.registry import register
 from kubernaut.durations import Duration
 from kubernaut.services.alertmanager import AlertmanagerClient, LabelMatcher, matchers_from
@@ -35,12 +35,7 @@ class AlertResolvedParams(ActionParams):
 
     _names = field_validator("labels")(_label_names)
 
-    @field_validator("wait_timeout")
-    @classmethod
-    def _bounded(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value > MAX_WAIT:
-            raise ValueError(f"wait_timeout must be at most {MAX_WAIT}")
-        return value
+    _wait = field_validator("wait_timeout")(bounded_wait)
 
     def all_matchers(self) -> list[LabelMatcher]:
         return matchers_from({**self.labels, "alertname": self.alertname}, self.matchers)

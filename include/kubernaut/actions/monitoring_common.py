@@ -20,6 +20,14 @@ MAX_WAIT = timedelta(hours=6)
 LAST_CHECK_TIME = 0.5
 HTTP_TIMEOUT = 30.0  # one request; the step's remaining time caps it further
 
+
+def bounded_wait(value: timedelta | None) -> timedelta | None:
+    """Field validator for ``wait_timeout``: no step waits longer than MAX_WAIT."""
+    if value is not None and value > MAX_WAIT:
+        raise ValueError(f"wait_timeout must be at most {MAX_WAIT}")
+    return value
+
+
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,

@@ -22,8 +22,8 @@ from kubernaut.actions.base import (
 )
 from kubernaut.actions.monitoring_common import (
     MAX_QUERY_LENGTH,
-    MAX_WAIT,
     Condition,
+    bounded_wait,
     deadline,
     poll,
     prometheus,
@@ -62,12 +62,7 @@ class PrometheusQueryParams(ActionParams):
 
     _q = field_validator("query")(_query)
 
-    @field_validator("wait_timeout")
-    @classmethod
-    def _bounded(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value > MAX_WAIT:
-            raise ValueError(f"wait_timeout must be at most {MAX_WAIT}")
-        return value
+    _wait = field_validator("wait_timeout")(bounded_wait)
 
     @model_validator(mode="after")
     def _consistent(self) -> PrometheusQueryParams:
