@@ -6,8 +6,10 @@ from kubernaut.actions.base import (
     ActionError,
     ActionParams,
     ActionResult,
+    NotRestorable,
     PreconditionFailed,
     VerificationFailed,
+    sensitive,
 )
 from kubernaut.actions.registry import ActionRegistry, UnknownAction, register, registry
 
@@ -18,9 +20,11 @@ __all__ = [
     "ActionParams",
     "ActionRegistry",
     "ActionResult",
+    "NotRestorable",
     "PreconditionFailed",
     "UnknownAction",
     "VerificationFailed",
     "register",
     "registry",
+    "sensitive",
 ]

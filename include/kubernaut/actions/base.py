@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -42,10 +42,35 @@ class VerificationFailed(ActionError):
     """The action ran but its effect could not be confirmed in time."""
 
 
+class NotRestorable(ActionError):
+    """Raised by ``undo`` when the prior state cannot be brought back (a PVC cannot shrink,
+    an evicted or replaced pod cannot return). The rollback records the entry as
+    ``not_restorable`` with this message as its reason; the run ends
+    ``partially_rolled_back`` and is escalated."""
+
+
+SENSITIVE = "sensitive"
+
+
+def sensitive(default: Any = ..., **kwargs: Any) -> Any:
+    """A parameter whose value is a secret: masked in logs, never stored in XCom or the
+    history in clear. Use as ``token: str = sensitive(description="...")``."""
+    return Field(default, json_schema_extra={SENSITIVE: True}, **kwargs)
+
+
 class ActionParams(BaseModel):
     """Base for parameter models: unknown names are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def sensitive_fields(cls) -> frozenset[str]:
+        """Names of the parameters declared with ``sensitive()``."""
+        return frozenset(
+            name
+            for name, info in cls.model_fields.items()
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(SENSITIVE)
+        )
 
 
 class NoParams(ActionParams):
