@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from pydantic import model_validator
+
+from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult
 from kubernaut.actions.registry import ActionRegistry
 from kubernaut.templates import load_template
 
@@ -152,6 +156,149 @@ def test_unknown_action_parameter(write: WriteTemplate, registry: ActionRegistry
         "unknown parameter 'pods'",
         "did you mean 'pod'?",
     )
+
+
+def test_misspelt_parameter_with_a_jinja_value_beside_the_right_one(
+    write: WriteTemplate, registry: ActionRegistry
+) -> None:
+    path = write(
+        HEADER
+        + """\
+  - name: a
+    action:
+      type: kubernetes
+      action: scale_deployment
+      parameters:
+        namespace: n
+        deployment: d
+        replicas: 2
+        replcas: "{{ params.n }}"
+parameters:
+  n: {type: integer, default: 2}
+"""
+    )
+    error = only_error(path, registry)
+    expect(error, path, 12, "steps[0].action.parameters.replcas")
+    assert error.column == 9  # the key that is wrong
+    assert (
+        error.message
+        == "unknown parameter 'replcas' of kubernetes/scale_deployment; did you mean 'replicas'?"
+    )
+
+
+def test_renamed_parameter_with_a_jinja_value_reports_both_problems(
+    write: WriteTemplate, registry: ActionRegistry
+) -> None:
+    path = write(
+        HEADER
+        + """\
+  - name: a
+    action:
+      type: kubernetes
+      action: scale_deployment
+      parameters:
+        namespace: n
+        deployment: d
+        replcas: "{{ params.n }}"
+parameters:
+  n: {type: integer, default: 2}
+"""
+    )
+    missing, unknown = load_errors(path, registry)
+    expect(missing, path, 8, "steps[0].action.parameters", "missing required parameter 'replicas'")
+    expect(unknown, path, 11, "steps[0].action.parameters.replcas", "did you mean 'replicas'?")
+    assert (unknown.column, missing.column) == (9, 7)
+
+
+def test_unknown_parameter_is_reported_when_a_model_rule_fails_on_jinja(
+    write: WriteTemplate, registry: ActionRegistry
+) -> None:
+    """Pydantic reports no unknown field when a `before` model validator fails first: the
+    name check must not depend on it."""
+
+    class StrictParams(ActionParams):
+        low: int
+        high: int
+
+        @model_validator(mode="before")
+        @classmethod
+        def _ordered(cls, data: Any) -> Any:
+            if int(data["low"]) > int(data["high"]):  # fails on an unrendered "{{ ... }}"
+                raise ValueError("low must not exceed high")
+            return data
+
+    class Ranged(Action[StrictParams]):
+        kind = "custom"
+        name = "ranged"
+        Params = StrictParams
+
+        def run(self, ctx: ActionContext, params: StrictParams) -> ActionResult:
+            return ActionResult()
+
+    registry.register(Ranged)
+    path = write(
+        HEADER
+        + '  - name: a\n    action: {type: custom, action: ranged, parameters: {low: "{{ params.n }}", '
+        "high: 3, hihg: 4}}\nparameters:\n  n: {type: integer, default: 1}\n"
+    )
+    error = only_error(path, registry)
+    expect(error, path, 5, "steps[0].action.parameters.hihg", "unknown parameter 'hihg' of custom/ranged")
+    assert error.column == 89
+
+
+def test_inherited_rollback_parameters_are_checked_even_when_templated(
+    write: WriteTemplate, registry: ActionRegistry
+) -> None:
+    # rollback_pod_restart would get the step's wait_timeout at run time and refuse it.
+    path = write(
+        HEADER
+        + """\
+  - name: a
+    action: {type: monitoring, action: validate_pod_health,
+             parameters: {namespace: n, pod: p, wait_timeout: "{{ params.w }}"}}
+    rollback: {type: kubernetes, action: rollback_pod_restart}
+parameters:
+  w: {type: duration, default: 1m}
+"""
+    )
+    expect(
+        only_error(path, registry),
+        path,
+        7,
+        "steps[0].rollback",
+        "unknown parameter 'wait_timeout' of rollback action kubernetes/rollback_pod_restart",
+        "inherited from the step's parameters",
+    )
+
+
+def test_misspelt_jinja_parameter_of_a_builtin_action(write: WriteTemplate) -> None:
+    """The same against the real registry (the built-in taint_node has `key` and `value`)."""
+    from kubernaut.actions.registry import registry as builtin
+
+    path = write(
+        HEADER
+        + """\
+  - name: taint
+    action:
+      type: kubernetes
+      action: taint_node
+      parameters:
+        node: "{{ alert.resource }}"
+        key: kubernaut.io/remediation
+        value: "{{ alert.name }}"
+        vaule: "{{ alert.labels.reason }}"
+"""
+    )
+    error = only_error(path, builtin)
+    assert str(error) == (
+        f"{path}:12:9: steps[0].action.parameters.vaule: "
+        "unknown parameter 'vaule' of kubernetes/taint_node; did you mean 'value'?"
+    )
+    # `value` is optional (default ''): renaming it leaves only the unknown name to report.
+    renamed = write(path.read_text().replace('        value: "{{ alert.name }}"\n', ""), name="r.yaml")
+    assert [(e.line, e.column, e.path) for e in load_errors(renamed, builtin)] == [
+        (11, 9, "steps[0].action.parameters.vaule")
+    ]
 
 
 def test_missing_required_action_parameter(write: WriteTemplate, registry: ActionRegistry) -> None:
@@ -555,9 +702,37 @@ steps:
 """
     )
     errors = load_errors(path, registry)
-    expect(errors[0], path, 4, "parameters.a", "expected a value of type integer")
+    expect(errors[0], path, 4, "parameters.a.default", "expected a value of type integer", "'three'")
+    assert errors[0].column == 31  # the value `three`, not the mapping that holds it
     expect(errors[1], path, 5, "parameters.b.type", "expected 'string', 'integer'")
     expect(errors[2], path, 6, "parameters.c", "cannot be required")
+
+
+def test_bad_parameter_default_points_at_the_value(write: WriteTemplate, registry: ActionRegistry) -> None:
+    path = write(
+        """\
+name: t
+alert_types: [A]
+parameters:
+  replicas:
+    type: integer
+    description: how many
+    default: lots
+  wait:
+    type: duration
+    default: [1, 2]
+  ok: {type: duration, default: 5m}
+steps:
+  - name: s
+    action: {type: kubernetes, action: get_pod_status, parameters: {namespace: n, pod: p}}
+"""
+    )
+    replicas, wait = load_errors(path, registry)
+    expect(replicas, path, 7, "parameters.replicas.default", "expected a value of type integer, got 'lots'")
+    assert replicas.column == 14
+    expect(wait, path, 10, "parameters.wait.default", "expected a duration", "[1, 2]")
+    assert wait.column == 14
+    assert str(replicas).startswith(f"{path}:7:14: parameters.replicas.default: ")
 
 
 def test_unreadable_file(tmp_path: Path, registry: ActionRegistry) -> None:

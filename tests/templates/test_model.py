@@ -53,11 +53,11 @@ steps:
     parallel: true
     rollback: none
   - name: check
-    action: {type: monitoring, action: validate_pod_health,
-             parameters: {namespace: n, pod: p, wait_timeout: "{{ params.wait }}"}}
+    action: {type: monitoring, action: validate_pod_health, parameters: {namespace: n, pod: p}}
     rollback: {type: kubernetes, action: rollback_pod_restart}
   - name: report
-    action: {type: monitoring, action: validate_pod_health, parameters: {namespace: n, pod: p}}
+    action: {type: monitoring, action: validate_pod_health,
+             parameters: {namespace: n, pod: p, wait_timeout: "{{ params.wait }}"}}
     depends_on: []
 """
 

@@ -1,14 +1,30 @@
-"""Action lookup by (kind, name). Built-ins register on import; user packages through
-the ``kubernaut.actions`` entry-point group (each entry point names an Action class or a
-module whose import registers actions)."""
+"""Action lookup by (kind, name).
+
+Built-ins and user packages load on first use. A package adds actions through the
+``kubernaut.actions`` entry-point group: each entry point names an Action class, or a
+module whose import declares actions with ``@register``.
+
+One bad plugin never takes the others down: an entry point that fails to import, names
+something that is not an action, or clashes with an action already registered (a
+built-in always keeps its name) is logged, skipped and kept in ``problems`` with its
+package, so ``kubernaut validate``/``kubernaut actions`` and the DAG file can show it.
+"""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import logging
-from importlib.metadata import entry_points
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points, packages_distributions
+from types import ModuleType
 from typing import Any, TypeVar
 
 from kubernaut.actions.base import ACTION_KINDS, Action
@@ -16,6 +32,7 @@ from kubernaut.actions.base import ACTION_KINDS, Action
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "kubernaut.actions"
+BUILTIN_PACKAGE = "kubernaut (built-in)"
 BUILTIN_MODULES = (
     "kubernaut.actions.kubernetes",
     "kubernaut.actions.k8s_workloads",
@@ -34,6 +51,15 @@ BUILTIN_MODULES = (
 )
 
 A = TypeVar("A", bound=type[Action[Any]])
+ActionClass = type[Action[Any]]
+
+# Every class decorated with @register, in import order, with the module object it was
+# declared in. A module is imported once per process, so each registry finds a module's
+# actions here rather than by importing it (a module imported anew replaces its entries).
+_DECLARED: list[tuple[ActionClass, ModuleType | None]] = []
+# True while a registry imports built-in or plugin modules: @register then only declares,
+# and that registry adds the classes itself, with their package and without raising.
+_IMPORTING: ContextVar[bool] = ContextVar("kubernaut_actions_importing", default=False)
 
 
 class UnknownAction(LookupError):
@@ -46,42 +72,176 @@ class UnknownAction(LookupError):
         self.kind, self.name = kind, name
 
 
+@dataclass(frozen=True)
+class RegistryProblem:
+    """An action entry point that was skipped: ``entry_point`` is ``name = value``."""
+
+    entry_point: str
+    package: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"action entry point '{self.entry_point}' of package {self.package}: {self.message}"
+
+
+def _qualified(cls: ActionClass) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_kind(cls: ActionClass) -> None:
+    if getattr(cls, "kind", None) not in ACTION_KINDS:
+        raise ValueError(
+            f"{cls.__qualname__}: kind must be one of {ACTION_KINDS}, got {getattr(cls, 'kind', None)!r}"
+        )
+
+
+def _declared_in(module: str) -> list[ActionClass]:
+    """The actions declared by ``module`` (or its submodules) as it is imported now."""
+    return [
+        cls
+        for cls, where in _DECLARED
+        if (cls.__module__ == module or cls.__module__.startswith(module + "."))
+        and where is sys.modules.get(cls.__module__)
+    ]
+
+
+def _entry_point_package(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    name = dist.metadata["Name"] if dist is not None else None
+    return f"{name} {dist.version}" if dist is not None and name else "(unknown distribution)"
+
+
+def _module_package(module: str) -> str:
+    """The installed distribution that provides ``module`` (for actions registered directly)."""
+    top = module.split(".", 1)[0]
+    if top == "kubernaut":
+        return BUILTIN_PACKAGE
+    dists = _distributions().get(top)
+    return dists[0] if dists else f"{top} (not an installed distribution)"
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return dict(packages_distributions())  # scans every installed distribution: once
+
+
+@contextmanager
+def _importing() -> Iterator[None]:
+    token = _IMPORTING.set(True)
+    try:
+        yield
+    finally:
+        _IMPORTING.reset(token)
+
+
 class ActionRegistry:
     def __init__(self, *, builtin_modules: tuple[str, ...] = BUILTIN_MODULES) -> None:
-        self._actions: dict[tuple[str, str], type[Action[Any]]] = {}
+        self._actions: dict[tuple[str, str], ActionClass] = {}
+        self._packages: dict[tuple[str, str], str] = {}  # unset: looked up when asked
+        self._problems: list[RegistryProblem] = []
         self._builtin_modules = builtin_modules
         self._loaded = False
+        self._loading = False
+        self._lock = threading.RLock()
 
-    def register(self, cls: A) -> A:
-        """Class decorator; a second action with the same kind and name is an error."""
-        if cls.kind not in ACTION_KINDS:
-            raise ValueError(f"{cls.__qualname__}: kind must be one of {ACTION_KINDS}, got {cls.kind!r}")
+    def register(self, cls: A, *, package: str | None = None) -> A:
+        """Add an action; a second action with the same kind and name is an error.
+        ``package`` is where it comes from (default: the distribution of its module)."""
+        _check_kind(cls)
         key = (cls.kind, cls.name)
         existing = self._actions.get(key)
         if existing is not None and existing is not cls:
             raise ValueError(
-                f"action {cls.kind}/{cls.name} registered twice: "
-                f"{existing.__module__}.{existing.__qualname__} and {cls.__module__}.{cls.__qualname__}"
+                f"action {cls.kind}/{cls.name} registered twice: {_qualified(existing)} "
+                f"(package {self._package(key)}) and {_qualified(cls)}"
             )
         self._actions[key] = cls
+        if package is not None:
+            self._packages[key] = package
         return cls
+
+    def _package(self, key: tuple[str, str]) -> str:
+        if key not in self._packages:
+            self._packages[key] = _module_package(self._actions[key].__module__)
+        return self._packages[key]
 
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
-        for module in self._builtin_modules:
-            importlib.import_module(module)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        with self._lock:
+            if self._loaded or self._loading:  # _loading: a plugin's import asked for an action
+                return
+            self._loading = True
             try:
-                obj = ep.load()
-            except Exception as exc:  # a broken plugin must not hide the built-ins
-                log.error("kubernaut: cannot load action entry point %s (%s): %s", ep.name, ep.value, exc)
-                continue
-            if inspect.isclass(obj) and issubclass(obj, Action):
-                self.register(obj)
+                with _importing():
+                    for module in self._builtin_modules:
+                        importlib.import_module(module)  # a failure here is a bug in kubernaut itself
+                        for cls in _declared_in(module):
+                            self.register(cls, package=BUILTIN_PACKAGE)
+                    for ep in entry_points(group=ENTRY_POINT_GROUP):
+                        self._load_entry_point(ep)
+            finally:
+                self._loading = False
+                self._loaded = True
 
-    def get(self, kind: str, name: str) -> type[Action[Any]]:
+    def _load_entry_point(self, ep: EntryPoint) -> None:
+        where, package = f"{ep.name} = {ep.value}", _entry_point_package(ep)
+        start = len(_DECLARED)
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            self._problem(where, package, f"cannot be loaded: {type(exc).__name__}: {exc}")
+            return
+        # What this import declared, plus what an earlier import of the same module did.
+        found = [cls for cls, _ in _DECLARED[start:]]
+        if inspect.ismodule(obj):
+            found = [*_declared_in(obj.__name__), *found]
+            if not found:
+                self._problem(where, package, "the module declares no action (decorate them with @register)")
+        elif inspect.isclass(obj) and issubclass(obj, Action):
+            found = [obj, *found]
+        else:
+            self._problem(where, package, f"names {obj!r}, which is neither an Action class nor a module")
+            return
+        for cls in dict.fromkeys(found):  # in order, once each
+            self._add_plugin_action(cls, where, package)
+
+    def _add_plugin_action(self, cls: ActionClass, where: str, package: str) -> None:
+        try:
+            _check_kind(cls)
+        except ValueError as exc:
+            self._problem(where, package, f"{exc}; skipped")
+            return
+        key = (cls.kind, cls.name)
+        existing = self._actions.get(key)
+        if existing is not None and existing is not cls:
+            self._problem(
+                where,
+                package,
+                f"action {cls.kind}/{cls.name} ({_qualified(cls)}) clashes with {cls.kind}/{cls.name} of "
+                f"package {self._package(key)} ({_qualified(existing)}); it was skipped: give it "
+                "another name (prefix it with your organisation's, e.g. acme_restart_pod)",
+            )
+            return
+        self.register(cls, package=package)
+
+    def _problem(self, where: str, package: str, message: str) -> None:
+        problem = RegistryProblem(where, package, message)
+        log.error("kubernaut: %s", problem)
+        self._problems.append(problem)
+
+    @property
+    def problems(self) -> list[RegistryProblem]:
+        """Entry points that were skipped, with their package and why."""
+        self._ensure_loaded()
+        return list(self._problems)
+
+    def package_of(self, kind: str, name: str) -> str:
+        """The package an action comes from: ``kubernaut (built-in)`` or ``<dist> <version>``."""
+        self.get(kind, name)
+        return self._package((kind, name))
+
+    def get(self, kind: str, name: str) -> ActionClass:
         self._ensure_loaded()
         try:
             return self._actions[(kind, name)]
@@ -94,10 +254,19 @@ class ActionRegistry:
         self._ensure_loaded()
         return sorted(n for k, n in self._actions if k == kind)
 
-    def all(self) -> list[type[Action[Any]]]:
+    def all(self) -> list[ActionClass]:
         self._ensure_loaded()
         return [self._actions[k] for k in sorted(self._actions)]
 
 
 registry = ActionRegistry()
-register = registry.register
+
+
+def register(cls: A) -> A:
+    """Class decorator declaring an action (built-in modules and plugin modules). Outside
+    of a registry's loading, e.g. in a script, it registers into the default registry at once.
+    During loading it never raises: the loading registry reports a bad or clashing class."""
+    _DECLARED.append((cls, sys.modules.get(cls.__module__)))
+    if not _IMPORTING.get():
+        registry.register(cls)
+    return cls

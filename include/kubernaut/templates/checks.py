@@ -9,8 +9,10 @@ not hide the problems of the others.
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import UnionType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -57,44 +59,100 @@ def _strings(value: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
             yield from _strings(v, (*path, i))
 
 
+def _type_candidates(tp: Any) -> list[Any]:
+    """Flatten Annotated/Optional/Union into the concrete types they allow."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _type_candidates(typing.get_args(tp)[0])
+    if origin is typing.Union or origin is UnionType:
+        return [c for a in typing.get_args(tp) for c in _type_candidates(a)]
+    return [tp]
+
+
+def field_names(model: type[BaseModel], path: FieldPath) -> list[str]:
+    """Field names of the model found at ``path`` below ``model`` (for suggestions)."""
+    current: list[Any] = [model]
+    for part in path:
+        nxt: list[Any] = []
+        for tp in (c for t in current for c in _type_candidates(t)):
+            origin = typing.get_origin(tp)
+            if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
+                if part in tp.model_fields:
+                    nxt.append(tp.model_fields[part].annotation)
+            elif origin is list and isinstance(part, int):
+                nxt.append(typing.get_args(tp)[0])
+            elif origin is dict and isinstance(part, str):
+                nxt.append(typing.get_args(tp)[1])
+        current = nxt
+    for tp in (c for t in current for c in _type_candidates(t)):
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return list(tp.model_fields)
+    return []
+
+
 def _param_names(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _accepted_names(model: type[BaseModel]) -> set[str]:
+    """Every key the model accepts at its top level: field names and their aliases."""
+    names: set[str] = set()
+    by_name = bool(model.model_config.get("populate_by_name") or model.model_config.get("validate_by_name"))
+    for name, f in model.model_fields.items():
+        aliases = {a for a in (f.alias, f.validation_alias) if isinstance(a, str)}
+        names |= aliases if aliases and not by_name else {name, *aliases}
+    return names
+
+
+def _unknown_parameter(field: str, choices: list[str], path: FieldPath, label: str) -> Problem:
+    hint = did_you_mean(field, choices)
+    # With a suggestion the message stays short; without one, list what the action accepts.
+    known = "" if hint else f" (parameters: {', '.join(choices) or 'none'})"
+    return Problem((*path, field), f"unknown parameter {field!r} of {label}{hint}{known}", at_key=True)
+
+
+def _unknown_nested(params_model: type[ActionParams], loc: FieldPath, path: FieldPath, label: str) -> Problem:
+    if len(loc) == 1:
+        return _unknown_parameter(str(loc[0]), _param_names(params_model), path, label)
+    hint = did_you_mean(str(loc[-1]), field_names(params_model, loc[:-1]))
+    return Problem((*path, *loc), f"unknown field {loc[-1]!r} in a parameter of {label}{hint}", at_key=True)
 
 
 def check_action_params(
     params_model: type[ActionParams], params: dict[str, Any], path: FieldPath, label: str
 ) -> list[Problem]:
-    """Validate literal parameter values; fields holding a Jinja template are checked at run time."""
+    """Validate literal parameter values; a value holding a Jinja template is checked at run
+    time. Parameter names are known now whatever the value, so an unknown one is always an
+    error: it is checked before and apart from pydantic, whose other errors (or a failing
+    model validator) on templated values are skipped."""
+    problems: list[Problem] = []
+    reported: set[tuple[str | int, ...]] = set()
+    if params_model.model_config.get("extra") == "forbid":
+        accepted = _accepted_names(params_model)
+        for key in params:
+            if str(key) not in accepted:
+                problems.append(_unknown_parameter(str(key), _param_names(params_model), path, label))
+                reported.add((str(key),))
     try:
         params_model.model_validate(params)
     except ValidationError as exc:
-        problems = []
         for err in exc.errors(include_url=False):
-            loc = err["loc"]
+            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
             field = loc[0] if loc else None
-            if field is None and _has_template(params):
-                continue  # a model-level rule may depend on values only known after rendering
-            if isinstance(field, str) and field in params and _has_template(params[field]):
-                continue
             if err["type"] == "extra_forbidden":
-                hint = did_you_mean(str(field), _param_names(params_model))
-                known = ", ".join(_param_names(params_model)) or "none"
-                problems.append(
-                    Problem(
-                        (*path, str(field)),
-                        f"unknown parameter {field!r} for {label}{hint} (parameters: {known})",
-                        at_key=True,
-                    )
-                )
+                if loc not in reported:
+                    problems.append(_unknown_nested(params_model, loc, path, label))
+            elif field is None and _has_template(params):
+                continue  # a model-level rule may depend on values only known after rendering
+            elif isinstance(field, str) and field in params and _has_template(params[field]):
+                continue
             elif err["type"] == "missing":
-                problems.append(
-                    Problem(path, f"missing required parameter {field!r} for {label}", at_key=True)
-                )
+                what = "parameter" if len(loc) == 1 else "field"
+                message = f"missing required {what} {loc[-1]!r} of {label}"
+                problems.append(Problem((*path, *loc[:-1]), message, at_key=True))
             else:
-                sub = tuple(p for p in loc if isinstance(p, str | int))
-                problems.append(Problem((*path, *sub), f"{humanize(err)} (for {label})"))
-        return problems
-    return []
+                problems.append(Problem((*path, *loc), f"{humanize(err)} (for {label})"))
+    return problems
 
 
 def humanize(err: Mapping[str, Any]) -> str:
@@ -227,7 +285,7 @@ class StepChecker:
             cls = self.registry.get(step.action.type, step.action.action)
         except UnknownAction as exc:
             return [Problem((*path, "action"), str(exc))]
-        label = f"{step.action.type} action {step.action.action!r}"
+        label = f"{step.action.type}/{step.action.action}"
         problems = check_action_params(cls.Params, step.action.parameters, (*path, "parameters"), label)
         if isinstance(step.rollback, Rollback):
             problems += self._rollback(i, step, step.rollback)
@@ -240,7 +298,7 @@ class StepChecker:
             cls = self.registry.get(kind, rollback.action)
         except UnknownAction as exc:
             return [Problem((*path, "action"), f"rollback: {exc}")]
-        label = f"rollback {kind} action {rollback.action!r}"
+        label = f"rollback action {kind}/{rollback.action}"
         if rollback.parameters is None:
             # Inherits the step's parameters; errors point at the rollback since that's what to fix.
             return [

@@ -6,19 +6,17 @@ global cache: each call reads the file and the registry as they are now.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import UnionType
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from kubernaut.actions.registry import ActionRegistry
 from kubernaut.actions.registry import registry as default_registry
-from kubernaut.templates.checks import Problem, StepChecker, did_you_mean, humanize
+from kubernaut.templates.checks import Problem, StepChecker, did_you_mean, field_names, humanize
 from kubernaut.templates.errors import FieldPath, TemplateError, TemplateLoadError, format_path
 from kubernaut.templates.model import NAME_PATTERN, Step, Template
 from kubernaut.templates.yaml_lines import YamlDocument, YamlSyntaxError, load_yaml
@@ -31,10 +29,13 @@ class LoadReport:
     templates: list[Template] = field(default_factory=list)
     errors: dict[Path, list[TemplateError]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    # Action plugins that were skipped (broken or clashing entry points): the templates
+    # still load, but the installation needs fixing.
+    registry_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.errors and not self.registry_problems
 
     def all_errors(self) -> list[TemplateError]:
         return [e for errors in self.errors.values() for e in errors]
@@ -66,7 +67,7 @@ def template_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def load_paths(paths: Iterable[str | Path], *, registry: ActionRegistry = default_registry) -> LoadReport:
     """Load files and directories; also rejects a template name used by two files."""
-    report = LoadReport(files=template_files(paths))
+    report = LoadReport(files=template_files(paths), registry_problems=[str(p) for p in registry.problems])
     first_file: dict[str, Path] = {}
     for path in report.files:
         template, errors, doc = _load(path, registry)
@@ -194,7 +195,7 @@ def _schema_problems(exc: ValidationError, data: dict[str, Any]) -> list[Problem
         if kind == "missing":
             problems.append(Problem(path[:-1], f"missing required field {path[-1]!r}", at_key=True))
         elif kind == "extra_forbidden":
-            fields = _field_names(Template, path[:-1])
+            fields = field_names(Template, path[:-1])
             problems.append(
                 Problem(
                     path,
@@ -214,34 +215,3 @@ def _schema_problems(exc: ValidationError, data: dict[str, Any]) -> list[Problem
         else:
             problems.append(Problem(path, humanize(err)))
     return problems
-
-
-def _candidates(tp: Any) -> list[Any]:
-    """Flatten Annotated/Optional/Union into the concrete types they allow."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _candidates(typing.get_args(tp)[0])
-    if origin is typing.Union or origin is UnionType:
-        return [c for a in typing.get_args(tp) for c in _candidates(a)]
-    return [tp]
-
-
-def _field_names(model: type[BaseModel], path: FieldPath) -> list[str]:
-    """Field names of the model found at ``path`` below ``model`` (for suggestions)."""
-    current: list[Any] = [model]
-    for part in path:
-        nxt: list[Any] = []
-        for tp in (c for t in current for c in _candidates(t)):
-            origin = typing.get_origin(tp)
-            if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
-                if part in tp.model_fields:
-                    nxt.append(tp.model_fields[part].annotation)
-            elif origin is list and isinstance(part, int):
-                nxt.append(typing.get_args(tp)[0])
-            elif origin is dict and isinstance(part, str):
-                nxt.append(typing.get_args(tp)[1])
-        current = nxt
-    for tp in (c for t in current for c in _candidates(t)):
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            return list(tp.model_fields)
-    return []

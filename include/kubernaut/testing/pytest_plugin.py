@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from kubernaut.actions.base import ActionContext
 from kubernaut.config import KubernautConfig
 from kubernaut.testing.kit import UndoJournal, make_context
+from kubernaut.testing.sandbox import KubeSandbox, kube_sandbox
 from kubernaut.testing.services import connection_env_name
 from kubernaut.testing.webhook import RecordingServer, recording_server
 
@@ -59,3 +61,19 @@ def webhook_server() -> Iterator[RecordingServer]:
 def kubernaut_config() -> Callable[..., KubernautConfig]:
     """Factory: ``kubernaut_config(scripts={"x": ["/bin/true"]})`` -> a validated config."""
     return lambda **fields: KubernautConfig.model_validate(fields)
+
+
+@pytest.fixture
+def kubernaut_sandbox_options() -> dict[str, Any]:
+    """Options of the ``kubernaut_sandbox`` cluster (``SandboxCluster`` keywords); override
+    this fixture to change them, e.g. ``{"crds": ["snapshot.storage.k8s.io"]}``."""
+    return {"pod_ready_delay": 0.1}
+
+
+@pytest.fixture
+def kubernaut_sandbox(tmp_path: Path, kubernaut_sandbox_options: dict[str, Any]) -> Iterator[KubeSandbox]:
+    """A seeded sandbox Kubernetes API over HTTP for this test, behind the ``kubernetes_default``
+    Airflow connection: ``run_action(MyAction, params)`` reaches it; ``kubernaut_sandbox.context(...)``
+    builds an ActionContext for it and ``kubernaut_sandbox.cluster`` inspects and changes its objects."""
+    with kube_sandbox(tmp_path, **kubernaut_sandbox_options) as sandbox:
+        yield sandbox
