@@ -12,6 +12,7 @@ from kubernaut.actions import ActionContext, ActionRegistry, PreconditionFailed,
 from kubernaut.testing import (
     ParamsInvalid,
     UndoJournal,
+    UndoRecordConflict,
     assert_action_contract,
     assert_resumes_without_double_change,
     assert_undo_idempotent,
@@ -85,18 +86,46 @@ def test_resume_after_interruption(store: Path) -> None:
 
 
 def test_resume_check_catches_a_double_change(store: Path) -> None:
-    class Forgetful(SetFlag):
-        name = "acme_forgetful"
+    class Counting(SetFlag):
+        name = "acme_counting"
 
         def run(self, ctx: ActionContext, params: Any) -> Any:
-            ctx.prior_undo = None  # ignores the journal: changes again on a retry
-            data = flags(Path(params.store))
+            data = flags(Path(params.store))  # a side change made on every attempt, journal or not
             data["count"] = data.get("count", 0) + 1
             Path(params.store).write_text(json.dumps(data))
             return super().run(ctx, params)
 
     with pytest.raises(AssertionError, match="the retry changed the state again"):
+        assert_resumes_without_double_change(Counting, params(store), state=lambda: flags(store))
+
+
+def test_resume_check_catches_a_retry_that_ignores_the_journal(store: Path) -> None:
+    class Forgetful(SetFlag):
+        name = "acme_forgetful"
+
+        def run(self, ctx: ActionContext, params: Any) -> Any:
+            ctx.prior_undo = None  # ignores the journal: would record the changed value as "previous"
+            return super().run(ctx, params)
+
+    with pytest.raises(AssertionError, match=r"retry did not reuse the journaled record.*\(in previous\)"):
         assert_resumes_without_double_change(Forgetful, params(store), state=lambda: flags(store))
+    assert flags(store) == {"checkout_v2": True}  # refused before its second write, as in production
+
+
+def test_undo_journal_keeps_the_first_record_and_refuses_another() -> None:
+    journal = UndoJournal(step="rotate")
+    journal.save({"data": {"k": "djE="}, "restarted": {"Deployment/api": None}, "at": (1, 2)})
+    journal.save({"data": {"k": "djE="}, "restarted": {"Deployment/api": None}, "at": [1, 2]})  # same record
+    assert (
+        journal.record
+        == journal.last
+        == {"data": {"k": "djE="}, "restarted": {"Deployment/api": None}, "at": [1, 2]}
+    )
+    with pytest.raises(UndoRecordConflict, match=r"step 'rotate'.*\(in restarted\)"):
+        journal.save(
+            {"data": {"k": "djE="}, "restarted": {"Deployment/api": "2024-01-01T00:00:00Z"}, "at": [1, 2]}
+        )
+    assert len(journal.records) == 2 and journal.record["restarted"] == {"Deployment/api": None}
 
 
 def test_contract_checks() -> None:

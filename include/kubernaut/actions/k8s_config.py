@@ -9,7 +9,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, VerificationFailed
+from kubernaut.actions.base import (
+    Action,
+    ActionContext,
+    ActionError,
+    ActionParams,
+    ActionResult,
+    VerificationFailed,
+    sensitive,
+)
 from kubernaut.actions.k8s_workloads import restart_workload, unrestart_workload
 from kubernaut.actions.registry import register
 from kubernaut.kube.clients import JSON_PATCH, MERGE_PATCH, dry
@@ -108,7 +116,9 @@ class Consumer(BaseModel):
 class RotateSecretParams(ActionParams):
     namespace: NamespaceName
     secret: ObjectName
-    data: dict[str, SecretStr] = Field(description="New values (plain text; never logged)")
+    data: dict[str, SecretStr] = sensitive(
+        description="New values (plain text): masked in logs, never in XCom or the history in clear"
+    )
     replace_all: bool = Field(default=False, description="Drop keys not given (default: keep them)")
     consumers: list[Consumer] = Field(default_factory=list, description="Workloads to rollout-restart")
 
@@ -118,29 +128,35 @@ def fingerprint(data: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def consumer_annotations(ctx: ActionContext, namespace: str, consumers: list[Consumer]) -> dict[str, Any]:
+    """Each consumer's pod-template restartedAt annotation, read before anything changes."""
+    return {
+        f"{c.kind}/{c.name}": template_annotation(
+            read_object(ctx.api_client, c.kind, namespace, c.name), RESTARTED_AT
+        )
+        for c in consumers
+    }
+
+
 def restart_consumers(
-    ctx: ActionContext, namespace: str, consumers: list[Consumer], undo: dict[str, Any]
-) -> dict[str, Any]:
-    """Restart each consumer once. Its prior annotation is journaled before its restart, so a
-    retried step sees which consumers were restarted already and skips them."""
-    restarted = dict(undo.get("restarted") or {})
+    ctx: ActionContext, namespace: str, consumers: list[Consumer], recorded: dict[str, Any]
+) -> None:
+    """Restart each consumer once. Its prior annotation is in the journaled record already, so
+    a retried step sees a consumer an earlier attempt restarted (annotation moved on) and skips it."""
     for consumer in consumers:
         key = f"{consumer.kind}/{consumer.name}"
-        if key not in restarted:
-            obj = read_object(ctx.api_client, consumer.kind, namespace, consumer.name)
-            restarted[key] = template_annotation(obj, RESTARTED_AT)
-            undo = {**undo, "restarted": dict(restarted)}
-            if not ctx.dry_run:
-                ctx.save_undo(undo)
-                ctx.prior_undo = undo
+        if key not in recorded:
+            raise ActionError(
+                f"consumer {key}: not in this step's journaled undo record (written with other "
+                "consumers); restart it by hand or start a new run"
+            )
         step = ActionContext(
             dry_run=ctx.dry_run,
             timeout=ctx.remaining(),
-            prior_undo={"restartedAt": restarted[key]},
+            prior_undo={"restartedAt": recorded[key]},
             _api_client=ctx.api_client,
         )
         restart_workload(step, consumer.kind, namespace, consumer.name)
-    return undo
 
 
 @register
@@ -151,7 +167,9 @@ class RotateSecret(Action[RotateSecretParams]):
     mutating = True
     summary = "Replace a Secret's data with the given values and rollout-restart its consumers."
     changes = "Secret `data` (JSON patch with resourceVersion); consumers' restartedAt annotation"
-    undo_doc = "restores the previous data (kept base64 in the undo record) and restarts the consumers"
+    undo_doc = (
+        "restores the previous data (kept Fernet-encrypted in the undo journal) and restarts the consumers"
+    )
     dry_run_doc = "`dryRun=All` patch and restarts"
 
     def targets(self, ctx: ActionContext, params: RotateSecretParams) -> list[Target]:
@@ -173,15 +191,24 @@ class RotateSecret(Action[RotateSecretParams]):
             prior = ctx.prior_undo
             if prior is not None and before == new:
                 return prior  # an earlier attempt rotated it already
-            undo = ctx.remember_prior({"data": before, "sha256_before": fingerprint(before), "restarted": {}})
+            # The complete record, the consumers' prior annotations included, is journaled once
+            # before the first change (the journal keeps the first record of a step).
+            undo = ctx.remember_prior(
+                {
+                    "data": before,
+                    "sha256_before": fingerprint(before),
+                    "restarted": consumer_annotations(ctx, params.namespace, params.consumers),
+                }
+            )
             if before != new:
                 replace_data(
                     ctx, "Secret", params.namespace, params.secret, obj["metadata"]["resourceVersion"], new
                 )
             return undo
 
-        undo = restart_consumers(ctx, params.namespace, params.consumers, retry_on_conflict(attempt))
+        undo = retry_on_conflict(attempt)
         restarted = undo["restarted"]
+        restart_consumers(ctx, params.namespace, params.consumers, restarted)
         output = {
             "secret": f"{params.namespace}/{params.secret}",
             "keys": sorted(wanted),

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from kubernaut.actions.base import ACTION_KINDS, Action, ActionContext, ActionParams, ActionResult
 from kubernaut.config import KubernautConfig
+from kubernaut.history.store import UndoRecordConflict, check_same_undo, journal_form
 
 ActionClass = type[Action[Any]]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -25,16 +26,27 @@ class ParamsInvalid(ValueError):
 
 @dataclass
 class UndoJournal:
-    """Stands in for the operator's durable journal: records every ``save_undo`` call."""
+    """Stands in for the operator's durable journal, with its contract: a step's first record
+    is the journaled one; saving it again is fine, saving a different one raises
+    ``UndoRecordConflict`` (as ``History.save_undo`` does). ``records`` lists every save, each
+    as the journal would give it back (JSON round trip)."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
+    step: str = "test-step"
 
     def save(self, record: dict[str, Any]) -> None:
-        self.records.append(dict(record))
+        check_same_undo(self.step, self.record, record)
+        self.records.append(journal_form(record))
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        """The journaled record: what a retry gets as ``prior_undo`` and the rollback undoes."""
+        return self.records[0] if self.records else None
 
     @property
     def last(self) -> dict[str, Any] | None:
-        return self.records[-1] if self.records else None
+        """The same as ``record`` (every later save must equal it)."""
+        return self.record
 
 
 def validate_params(action_cls: ActionClass, params: Mapping[str, Any] | ActionParams) -> ActionParams:
@@ -148,9 +160,18 @@ def assert_resumes_without_double_change(
     again and must return the same undo record."""
     journal = UndoJournal()
     first = run_action(action_cls, params, config=config, journal=journal, **context)
-    assert journal.last is not None, f"{action_cls.name}: a mutating run saved no undo record before changing"
+    assert journal.record is not None, (
+        f"{action_cls.name}: a mutating run saved no undo record before changing"
+    )
     before = state()
-    second = run_action(action_cls, params, config=config, prior_undo=journal.last, **context)
+    try:  # the retry journals into the same step, as in production
+        second = run_action(
+            action_cls, params, config=config, prior_undo=journal.record, journal=journal, **context
+        )
+    except UndoRecordConflict as exc:
+        raise AssertionError(
+            f"{action_cls.name}: the retry did not reuse the journaled record: {exc}"
+        ) from exc
     after = state()
     assert after == before, f"{action_cls.name}: the retry changed the state again: {before!r} -> {after!r}"
     assert second.undo is not None and _subset(journal.records[0], second.undo), (
