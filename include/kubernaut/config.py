@@ -1,8 +1,20 @@
 """Project configuration: the safety policy, the script allow-list, service connections.
 
-Read from the YAML file named by ``KUBERNAUT_CONFIG`` or else the Airflow Variable
-``kubernaut_config`` (YAML or JSON), else defaults. Validated when loaded; an error names
-the source and the field.
+Sources, the first that exists wins:
+
+1. the YAML file named by ``KUBERNAUT_CONFIG``;
+2. the Airflow Variable ``kubernaut_config`` (YAML or JSON), looked up in the secrets
+   backends Airflow consults in this process: in a task, ``AIRFLOW_VAR_KUBERNAUT_CONFIG``
+   then the metadata DB through the Execution API; in the api-server (the intake plugin),
+   the environment then the metadata DB; elsewhere (the CLI, ``kubernaut serve``) only the
+   environment. A configured custom secrets backend comes first everywhere;
+3. the defaults, only when there is no configuration at all: ``KUBERNAUT_CONFIG`` unset and
+   every backend consulted answered "no such Variable".
+
+Fails closed: a configuration that exists but cannot be read (missing file, store
+unreachable, access denied), is not YAML/JSON, or has an invalid field raises
+``ConfigError`` naming the source, never a silent fall back to the defaults (which would
+drop e.g. ``require_label``). An empty document sets nothing: all defaults.
 """
 
 from __future__ import annotations
@@ -55,32 +67,131 @@ class ConfigError(ValueError):
 
 
 def parse_config(data: Any, source: str) -> KubernautConfig:
+    if data is None:
+        data = {}  # an empty document sets nothing
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: invalid kubernaut configuration: expected a mapping of settings, "
+            f"got {type(data).__name__}"
+        )
     try:
-        return KubernautConfig.model_validate(data or {})
+        return KubernautConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{source}: invalid kubernaut configuration: {problems}") from exc
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
+def parse_text(text: str, source: str) -> KubernautConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML/JSON: {_yaml_problem(exc)}") from exc
+    return parse_config(data, source)
+
+
+def _unreadable_file(path: str, exc: Exception) -> ConfigError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConfigError(f"{CONFIG_ENV}={path}: cannot read the configuration file: {reason}")
+
+
 @functools.cache
 def _from_file(path: str, mtime: float) -> KubernautConfig:
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_config(data, path)
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _unreadable_file(path, exc) from exc
+    return parse_text(text, path)
+
+
+VARIABLE_SOURCE = f"Airflow Variable {CONFIG_VARIABLE}"
+
+
+def _from_execution_api() -> str | None:
+    """Ask the Execution API (through the task's supervisor) for the Variable. Unlike
+    ``Variable.get``, which logs any backend error and then reports "not found", only an
+    explicit VARIABLE_NOT_FOUND for a key the metadata DB does not hold means absent here."""
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import (
+        ErrorResponse,
+        GetVariable,
+        GetVariableKeys,
+        VariableKeysResult,
+        VariableResult,
+    )
+
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    if comms is None:
+        raise ConfigError(f"{VARIABLE_SOURCE}: cannot be read: no connection to the task supervisor")
+    answer = comms.send(GetVariable(key=CONFIG_VARIABLE))
+    if isinstance(answer, ErrorResponse) and answer.error != ErrorType.VARIABLE_NOT_FOUND:
+        problem = f"{answer.error.value} {answer.detail}"
+        raise ConfigError(f"{VARIABLE_SOURCE}: cannot be read: the Execution API answered {problem}")
+    if isinstance(answer, VariableResult) and answer.value is not None:
+        return answer.value
+    if not isinstance(answer, ErrorResponse | VariableResult):
+        raise ConfigError(f"{VARIABLE_SOURCE}: cannot be read: unexpected answer {type(answer).__name__}")
+    # Airflow answers "not found" also for a stored value it cannot decrypt (a wrong or
+    # rotated Fernet key): the key list tells the two apart.
+    keys = comms.send(GetVariableKeys(prefix=CONFIG_VARIABLE))
+    if not isinstance(keys, VariableKeysResult):
+        raise ConfigError(f"{VARIABLE_SOURCE}: cannot be read: listing Variables answered {keys!r}")
+    if CONFIG_VARIABLE in keys.keys:
+        raise ConfigError(
+            f"{VARIABLE_SOURCE}: exists in the metadata DB but its value cannot be read "
+            "(Airflow could not decrypt it: check [core] fernet_key)"
+        )
+    return None
+
+
+def read_variable() -> tuple[str | None, str]:
+    """The Variable's text and the backend that had it, or ``(None, "")`` when every
+    secrets backend of this process answered that it does not exist."""
+    try:
+        from airflow.sdk.execution_time.secrets import ExecutionAPISecretsBackend
+        from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+
+        backends = ensure_secrets_backend_loaded()
+    except Exception as exc:
+        raise ConfigError(f"{VARIABLE_SOURCE}: cannot be read: Airflow's secrets backends: {exc}") from exc
+    for backend in backends:
+        where = type(backend).__name__
+        try:
+            if isinstance(backend, ExecutionAPISecretsBackend):
+                value = _from_execution_api()
+            else:
+                value = backend.get_variable(CONFIG_VARIABLE)
+        except ConfigError:
+            raise
+        except Exception as exc:  # unreachable store, denied access, broken backend file ...
+            detail = " ".join(str(exc).split())[:500]
+            raise ConfigError(
+                f"{VARIABLE_SOURCE}: cannot be read from {where}: {type(exc).__name__}: {detail}"
+            ) from exc
+        if value is not None:
+            return str(value), where
+    return None, ""
 
 
 def load_config() -> KubernautConfig:
+    """The effective configuration (see the module docstring); ``ConfigError`` when one
+    exists but cannot be read or is invalid."""
     path = os.environ.get(CONFIG_ENV)
     if path:
-        return _from_file(path, Path(path).stat().st_mtime)
-    try:
-        from airflow.sdk import Variable
-
-        raw = Variable.get(CONFIG_VARIABLE, default=None)
-    except Exception:  # no Airflow context or DB: defaults
-        raw = None
-    if raw:
-        return parse_config(yaml.safe_load(raw), f"Airflow Variable {CONFIG_VARIABLE}")
-    return KubernautConfig()
+        try:
+            mtime = Path(path).stat().st_mtime
+        except OSError as exc:
+            raise _unreadable_file(path, exc) from exc
+        return _from_file(path, mtime)
+    raw, backend = read_variable()
+    if raw is None:
+        return KubernautConfig()
+    return parse_text(raw, f"{VARIABLE_SOURCE} (from {backend})")

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic_core import PydanticUndefined
 
 from kubernaut.actions.base import Action
+from kubernaut.actions.custom import NO_UNDO_DOC
 from kubernaut.actions.registry import ActionRegistry, registry
 
 BEGIN, END = "<!-- actions:begin -->", "<!-- actions:end -->"
@@ -35,12 +36,15 @@ def markdown_table(actions: ActionRegistry = registry) -> str:
     for action in actions.all():
         touches = action.mutating or action.changes != "nothing"
         changes = action.changes if touches else f"reads only: {action.summary}"
+        undo = action.undo_doc
+        if action.mutating and not action.has_undo() and undo == "—":
+            undo = NO_UNDO_DOC  # what the runner journals for it (Action.execute)
         cells = [
             f"`{action.name}`",
             action.kind,
             _params(action),
             changes,
-            action.undo_doc,
+            undo,
             action.dry_run_doc,
         ]
         rows.append("| " + " | ".join(cells) + " |")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
 from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult
+from kubernaut.actions.custom import NO_UNDO_DOC, protected_namespaces_named, strings_in
 from kubernaut.actions.monitoring_common import deadline
 from kubernaut.actions.registry import register
 from kubernaut.durations import Duration
@@ -17,11 +18,15 @@ from kubernaut.services.connection import CONN_ID_PATTERN, endpoint_from_connect
 from kubernaut.services.http import ServiceClient, excerpt, safe_path
 from kubernaut.services.webhook import payload_size_ok
 
+if TYPE_CHECKING:
+    from kubernaut.policy import Target
+
 MAX_BODY_OUTPUT = 16_000
 _HEADER = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 # Credentials come from the connection, not from step parameters that may carry alert data.
 _RESERVED_HEADERS = {"authorization", "host", "cookie", "proxy-authorization", "content-length"}
 Scalar = str | int | float | bool
+SAFE_METHODS = ("GET", "HEAD")  # RFC 9110 safe methods: read only
 
 
 class HttpRequestParams(ActionParams):
@@ -71,7 +76,23 @@ class HttpRequest(Action[HttpRequestParams]):
     name = "http_request"
     Params = HttpRequestParams
     summary = "Call an HTTP API behind an Airflow connection (path, JSON body, expected status)."
+    mutating = True  # POST/PUT/PATCH/DELETE; a GET or HEAD reads only (is_mutating)
+    changes = (
+        "POST/PUT/PATCH/DELETE: whatever the remote API does with the request; the policy refuses "
+        "a request naming a protected namespace (GET/HEAD read only)"
+    )
+    undo_doc = NO_UNDO_DOC
     dry_run_doc = "connection resolved, request not sent"
+
+    def is_mutating(self, params: HttpRequestParams) -> bool:
+        return params.method not in SAFE_METHODS
+
+    def no_undo_reason(self, params: HttpRequestParams) -> str:
+        return f"custom/http_request {params.method} {params.path} changes a remote system and has no undo"
+
+    def targets(self, ctx: ActionContext, params: HttpRequestParams) -> list[Target]:
+        named = strings_in([params.path, params.query, params.body, params.headers])
+        return protected_namespaces_named(ctx, named)
 
     def run(self, ctx: ActionContext, params: HttpRequestParams) -> ActionResult:
         endpoint = endpoint_from_connection(params.conn_id)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
@@ -29,8 +29,12 @@ from kubernaut.actions.base import (
     ActionResult,
     PreconditionFailed,
 )
+from kubernaut.actions.custom import NO_UNDO_DOC, protected_namespaces_named
 from kubernaut.actions.registry import register
 from kubernaut.durations import Duration
+
+if TYPE_CHECKING:
+    from kubernaut.policy import Target
 
 OUTPUT_LIMIT = 16 * 1024
 SCRIPT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -94,7 +98,20 @@ class RunScript(Action[RunScriptParams]):
     name = "run_script"
     Params = RunScriptParams
     summary = "Run an allow-listed command (configuration `scripts`) with checked arguments; no shell."
+    mutating = True
+    changes = (
+        "whatever the allow-listed command changes; the policy refuses arguments naming a protected namespace"
+    )
+    undo_doc = NO_UNDO_DOC
     dry_run_doc = "allow-list and arguments checked, command not run"
+
+    def no_undo_reason(self, params: RunScriptParams) -> str:
+        return f"custom/run_script {params.script} runs a command whose effect has no undo"
+
+    def targets(self, ctx: ActionContext, params: RunScriptParams) -> list[Target]:
+        # The step's arguments, which may carry alert data; the configured argv is the
+        # operator's own choice.
+        return protected_namespaces_named(ctx, params.args)
 
     def precheck(self, ctx: ActionContext, params: RunScriptParams) -> None:
         resolve_argv(ctx, params)

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from kubernaut.alert import alert_context
-from kubernaut.config import KubernautConfig, load_config
+from kubernaut.config import ConfigError, KubernautConfig, load_config
 from kubernaut.history import History, HistoryUnavailable
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,14 @@ class RunContext:
         dag_run = context["dag_run"]
         conf: Mapping[str, Any] = dag_run.conf or {}
         alert = alert_context(conf)
-        config = load_config()
+        try:
+            config = load_config()
+        except ConfigError as exc:
+            # Never the defaults instead: they would drop the policy this configuration sets
+            # (e.g. require_label). Failing the task (no retry) stops before anything changes.
+            raise AirflowFailException(
+                f"kubernaut configuration: {exc}; refusing to run with the default policy"
+            ) from exc
         history: History | None = History(config.history_conn_id)
         run_id: int | None = None
         try:
