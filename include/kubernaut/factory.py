@@ -2,8 +2,9 @@
 
 Nothing here touches the network or the cluster: this runs at DAG-parse time for every
 template. A broken template never hides the others: its errors are reported through a
-placeholder DAG whose ``validate()`` fails, which Airflow records as an import error of
-the entry file (naming the template file, line and field) while the valid DAGs load.
+placeholder DAG whose ``validate()`` fails, which Airflow records as an import error (naming
+the template file, line and field) of a second entry file that defines no other DAG
+(``dags/kubernaut_template_errors.py``, see ``template_errors``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, BaseOperator
 
 from kubernaut.operators import operator_for
+from kubernaut.operators.approval import KubernautApprovalOperator
 from kubernaut.operators.rollback import (
     FINALIZE_TASK,
     ROLLBACK_TASK,
@@ -129,14 +130,26 @@ def build_dag(template: Template) -> DAG:
             task = _step_task(template, step, closure[step.name], bool(deps[step.name]))
             entry[step.name] = exit_[step.name] = task
             if step.approval == "required":
-                gate = ApprovalOperator(
+                on_reject = (
+                    "the changes made before it are kept"
+                    if step.on_reject == "keep"
+                    else "the changes made before it are rolled back"
+                )
+                gate = KubernautApprovalOperator(
                     task_id=f"approve-{step.name}",
+                    template=template.name,
+                    step=step.name,
+                    on_reject=step.on_reject,
                     subject=f"Approve step '{step.name}' of remediation '{template.name}'?",
-                    body=f"{step.action.type}/{step.action.action}: {step.description}",
-                    execution_timeout=step.timeout_for(config),
-                    # "Reject" skips only the gated step; later steps, rollback and finalize
-                    # still follow their own trigger rules.
-                    ignore_downstream_trigger_rules=False,
+                    body=(
+                        f"{step.action.type}/{step.action.action}: {step.description}\n\n"
+                        f"Reject ends the run as declined; {on_reject}."
+                    ),
+                    response_timeout=step.approval_timeout_for(config),
+                    # Only to survive Airflow's stale-executor-event race: a retry reuses the
+                    # answer already given, never asks again (see operators/approval.py).
+                    retries=2,
+                    retry_delay=timedelta(seconds=3),
                     trigger_rule=NONE_FAILED if deps[step.name] else "all_success",
                 )
                 gate >> task
@@ -167,22 +180,28 @@ def build_dag(template: Template) -> DAG:
 
 
 def broken_templates_dag(report: LoadReport) -> DAG | None:
-    if not report.errors:
+    if report.ok:
         return None
     lines = [str(error) for errors in report.errors.values() for error in errors]
-    message = f"{len(report.errors)} template file(s) failed to load:\n" + "\n".join(lines)
+    parts = [f"{len(report.errors)} template file(s) failed to load:", *lines] if lines else []
+    if report.registry_problems:  # skipped action plugins: the other DAGs still load
+        parts += [f"{len(report.registry_problems)} action plugin(s) skipped:", *report.registry_problems]
+    message = "\n".join(parts)
     return BrokenTemplatesDag(dag_id=BROKEN_DAG_ID, schedule=None, doc_md=message)
 
 
 def build_dags(directory: Path | None = None, templates: Iterable[Template] | None = None) -> dict[str, DAG]:
-    """All DAGs for the templates in ``directory`` (plus the error carrier if any failed)."""
-    dags: dict[str, DAG] = {}
+    """The DAGs of the valid templates in ``directory``; ``template_errors`` reports the others."""
     if templates is None:
-        report = load_templates(directory or templates_dir())
-        templates = report.templates
-        broken = broken_templates_dag(report)
-        if broken is not None:
-            dags[BROKEN_DAG_ID] = broken
-    for template in templates:
-        dags[template.dag_id] = build_dag(template)
-    return dags
+        templates = load_templates(directory or templates_dir()).templates
+    return {template.dag_id: build_dag(template) for template in templates}
+
+
+def template_errors(directory: Path | None = None) -> dict[str, DAG]:
+    """The error carrier (empty when every template loads), for an entry file of its own.
+
+    Airflow 3 marks every DAG of a file that has an import error stale, and the API refuses
+    to trigger them; so the errors must come from a file that defines no remediation DAG.
+    """
+    broken = broken_templates_dag(load_templates(directory or templates_dir()))
+    return {} if broken is None else {BROKEN_DAG_ID: broken}

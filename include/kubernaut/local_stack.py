@@ -7,6 +7,8 @@ parent, or its workers hang.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -28,37 +30,90 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def stop_process_tree(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
-    """SIGTERM the children first, then the parent; SIGKILL whatever is left."""
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: created 0600, never briefly world-readable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def machine_parallelism() -> int:
+    """Task slots for a local Airflow: 2 per core, at least 4.
+
+    LocalExecutor forks ``parallelism`` workers up front; Airflow's default of 32 is meant for
+    a big host, not a laptop or a 2-core CI machine.
+    """
+    return max(4, 2 * (os.cpu_count() or 1))
+
+
+def _alive(process: Any) -> bool:
+    import psutil
+
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _signal_all(processes: list[Any], signum: int) -> None:
+    import psutil
+
+    for process in processes:
+        try:
+            process.send_signal(signum)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def stop_process_tree(proc: subprocess.Popen[Any], timeout: float = 15.0, grace: float = 5.0) -> None:
+    """Stop ``proc`` and every process it started; return once none of them is left.
+
+    Children first (SIGTERM), then the parent: ``airflow standalone`` must outlive its
+    components (scheduler, dag-processor, triggerer, api-server) or they are orphaned. Their
+    own children (LocalExecutor workers, serve-logs, task supervisors) are tracked by pid
+    from the start, so they are found even once reparented to init. Whatever is left after
+    ``timeout`` (a LocalExecutor worker that ran a task may never leave, and its scheduler
+    waits for it) gets SIGTERM again, the scheduler's "do not wait" signal, then SIGKILL.
+    """
     import psutil
 
     if proc.poll() is not None:
         return
     try:
-        parent = psutil.Process(proc.pid)
-        children = parent.children(recursive=False)
+        root = psutil.Process(proc.pid)
     except psutil.NoSuchProcess:
         return
-    for child in children:
-        try:
-            child.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(children, timeout=timeout)
-    proc.terminate()
+    tracked: dict[int, Any] = {root.pid: root}
+
+    def alive() -> list[Any]:
+        for process in list(tracked.values()):
+            try:
+                for child in process.children(recursive=True):
+                    tracked.setdefault(child.pid, child)
+            except psutil.NoSuchProcess:
+                pass
+        return [p for p in tracked.values() if _alive(p)]
+
+    def wait_until_gone(which: Any, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while which() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    alive()  # the whole tree, before anything can be orphaned
+    _signal_all(root.children(), signal.SIGTERM)
+    wait_until_gone(lambda: [p for p in alive() if p.pid != root.pid], timeout)
+    _signal_all([root], signal.SIGTERM)
+    wait_until_gone(alive, grace)
+    _signal_all(alive(), signal.SIGTERM)
+    wait_until_gone(alive, grace)
+    leftovers = alive()
+    _signal_all(leftovers, signal.SIGKILL)
+    psutil.wait_procs(leftovers, timeout=grace)
     try:
-        proc.wait(timeout=timeout)
+        proc.wait(timeout=grace)  # reap it: no zombie left behind
     except subprocess.TimeoutExpired:
         pass
-    try:
-        leftovers = [parent, *parent.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        leftovers = [c for c in children if c.is_running()]
-    for p in leftovers:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 @dataclass
@@ -70,6 +125,8 @@ class SandboxProcess:
     faults: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
+    # Own session: a terminal's Ctrl-C or hang-up reaches only its owner, which stops it.
+    new_session: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -98,7 +155,9 @@ class SandboxProcess:
         for fault in self.faults:
             cmd += ["--fault", fault]
         log = open(self.workdir / "sandbox.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.new_session
+        )
         deadline = time.monotonic() + timeout
         while not ready.exists() or not ready.read_text().strip():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -119,6 +178,11 @@ class SandboxProcess:
     def stop(self) -> None:
         if self.proc is not None:
             stop_process_tree(self.proc)
+
+
+def fernet_key(secret: str) -> str:
+    """A valid Fernet key (32 url-safe base64 bytes) derived from a stored random secret."""
+    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()).decode()
 
 
 def kubernetes_connection(kubeconfig: Path) -> str:
@@ -144,25 +208,37 @@ class AirflowStandalone:
     sql_alchemy_conn: str | None = None
     executor: str | None = None
     plugins_folder: Path | None = None
+    parallelism: int = field(default_factory=machine_parallelism)
+    # Own session: a terminal's Ctrl-C or hang-up reaches only its owner, which stops it.
+    new_session: bool = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def environment(self) -> dict[str, str]:
-        secrets_file = self.home / "kubernaut-secrets.json"
-        if secrets_file.exists():
-            stored = json.loads(secrets_file.read_text())
+    @property
+    def secrets_file(self) -> Path:
+        """The login password, API keys and tokens of this installation (mode 0600)."""
+        return self.home / "kubernaut-secrets.json"
+
+    def secret(self, name: str, nbytes: int = 32) -> str:
+        """The stored secret ``name``; created (random) and saved on first use."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        stored: dict[str, str] = {}
+        if self.secrets_file.exists():
+            stored = json.loads(self.secrets_file.read_text())
+        if name not in stored:
+            stored[name] = secrets.token_urlsafe(nbytes)
+            write_private(self.secrets_file, json.dumps(stored))
         else:
-            stored = {
-                "jwt": secrets.token_urlsafe(64),
-                "api": secrets.token_urlsafe(64),
-                "password": secrets.token_urlsafe(12),
-            }
-            secrets_file.write_text(json.dumps(stored))
-        self.password = stored["password"]
+            os.chmod(self.secrets_file, 0o600)  # a file from an older demo may be 0644
+        return stored[name]
+
+    def environment(self) -> dict[str, str]:
+        jwt_secret, api_secret = self.secret("jwt", 64), self.secret("api", 64)
+        self.password = self.secret("password", 12)
         passwords = self.home / "passwords.json"
-        passwords.write_text(json.dumps({self.username: self.password}))
+        write_private(passwords, json.dumps({self.username: self.password}))
         env = dict(os.environ)
         # standalone starts its components as `airflow ...` found on PATH: use this venv's.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -173,8 +249,11 @@ class AirflowStandalone:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-                "AIRFLOW__API_AUTH__JWT_SECRET": stored["jwt"],
-                "AIRFLOW__API__SECRET_KEY": stored["api"],
+                "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+                "AIRFLOW__API__SECRET_KEY": api_secret,
+                # Sealed undo records of secret-changing steps need a Fernet key.
+                "AIRFLOW__CORE__FERNET_KEY": fernet_key(self.secret("fernet", 32)),
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.url,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
@@ -198,7 +277,13 @@ class AirflowStandalone:
         env = self.environment()
         airflow = str(Path(sys.executable).with_name("airflow"))
         log = open(self.home / "standalone.log", "wb")
-        self.proc = subprocess.Popen([airflow, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [airflow, "standalone"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=self.new_session,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

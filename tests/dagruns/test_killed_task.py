@@ -100,8 +100,12 @@ def test_killed_then_retried_changes_once_and_undoes(
     def make_context() -> Any:
         return ActionContext(timeout=30, poll_interval=0.1)
 
-    report = rollback_run(history, run_id, {STEP: {"mode": "undo"}}, make_context, {}, logging.getLogger())
+    report = rollback_run(
+        history, run_id, {STEP: {"mode": "undo"}}, make_context, lambda _: {}, logging.getLogger()
+    )
     assert [i.status for i in report.items] == ["applied"]
     assert "kubectl.kubernetes.io/restartedAt" not in template_annotations(cluster)
-    again = rollback_run(history, run_id, {STEP: {"mode": "undo"}}, make_context, {}, logging.getLogger())
-    assert [i.status for i in again.items] == ["already_done"]
+    again = rollback_run(
+        history, run_id, {STEP: {"mode": "undo"}}, make_context, lambda _: {}, logging.getLogger()
+    )
+    assert [(i.status, i.earlier) for i in again.items] == [("applied", True)]

@@ -39,6 +39,13 @@ def journal(run_id: str) -> list[dict[str, Any]]:
     return list(run["undo"])
 
 
+def api_memory(cluster: SandboxCluster) -> str:
+    """The memory limit of demo/api's container, which the oom template raises."""
+    dep = cluster.get("deployments", "demo", "api")
+    assert dep is not None
+    return str(dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"])
+
+
 def run_failing(dagbag: Any, name: str, step: str, cluster: SandboxCluster) -> tuple[Any, dict[str, str]]:
     conf = {**SCENARIOS[name][0](cluster), "inject_failure": {"step": step}}
     dr = dagbag.dags["kubernaut_" + name.replace("-", "_")].test(
@@ -74,30 +81,47 @@ def test_failure_at_any_step_restores_the_cluster(
 
     entries = journal(dr.run_id)
     assert all(e["undo_attempts"] == 1 for e in entries), entries  # exactly once
-    assert all(e["undo_status"] in ("applied", "skipped") for e in entries), entries
+    # Pods a drain evicted cannot come back: the node is uncordoned, the entry not_restorable.
+    one_way = {"kubernetes/drain_node"}
+    assert all(
+        e["undo_status"] in ("applied", "skipped")
+        or (e["undo_status"] == "not_restorable" and e["action"] in one_way)
+        for e in entries
+    ), entries
     run = History().run(dr.run_id)
     assert run is not None
     finished = {s["step"]: s["finished_at"] for s in run["steps"]}
     undone = [e["step"] for e in sorted(entries, key=lambda e: e["undone_at"])]
     assert undone == sorted(undone, key=lambda s: finished[s], reverse=True)  # reverse completion order
     if states[step] == "failed":
-        assert run["status"] == "rolled_back"
+        partial = any(e["undo_status"] == "not_restorable" for e in entries)
+        assert run["status"] == ("partially_rolled_back" if partial else "rolled_back")
 
 
-def test_failed_run_after_scaling_undoes_scale_then_records(dagbag: Any, cluster: SandboxCluster) -> None:
-    dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
-    assert states["scale-out"] == "success" and states["validate-capacity"] == "failed"
+def test_failed_run_after_raising_memory_restores_it_then_records(
+    dagbag: Any, cluster: SandboxCluster
+) -> None:
+    dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-no-oom-kills", cluster)
+    assert states["raise-memory-limit"] == "success" and states["validate-no-oom-kills"] == "failed"
     assert states["rollback"] == "success" and states["finalize"] == "failed"
-    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 2
+    assert api_memory(cluster) == "256Mi"
     [entry] = journal(dr.run_id)
-    assert entry["step"] == "scale-out" and entry["prior_state"] == {"replicas": 2}
+    assert entry["step"] == "raise-memory-limit" and entry["prior_state"] == {
+        "container": "api",
+        "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+    }
     assert entry["undo_status"] == "applied" and entry["undo_attempts"] == 1
 
 
 def _callback_context(dagbag: Any, dr: Any, task_id: str, try_number: int) -> dict[str, Any]:
     dag = dagbag.dags[dr.dag_id]
     task = dag.get_task(task_id)
-    return {"dag": dag, "task": task, "dag_run": dr, "ti": SimpleNamespace(try_number=try_number)}
+    return {
+        "dag": dag,
+        "task": task,
+        "dag_run": dr,
+        "ti": SimpleNamespace(try_number=try_number, xcom_pull=lambda **_: None),
+    }
 
 
 def _without_callbacks(dag: Any) -> None:
@@ -110,12 +134,12 @@ def test_no_callback_the_rollback_task_still_undoes(dagbag: Any, cluster: Sandbo
     saved = {t.task_id: t.on_failure_callback for t in dag.tasks}
     _without_callbacks(dag)  # apache/airflow#63374: the callback may never fire
     try:
-        dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
+        dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-no-oom-kills", cluster)
     finally:
         for task in dag.tasks:
             task.on_failure_callback = saved[task.task_id]
     assert states["rollback"] == "success"
-    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 2
+    assert api_memory(cluster) == "256Mi"
     [entry] = journal(dr.run_id)
     assert entry["undo_attempts"] == 1
 
@@ -128,28 +152,28 @@ def test_callback_twice_and_callback_with_retries_left(dagbag: Any, cluster: San
     # Keep the rollback task out of the way so only the callbacks act.
     rollback_task.trigger_rule = "all_success"
     try:
-        dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
+        dr, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-no-oom-kills", cluster)
     finally:
         for task in dag.tasks:
             task.on_failure_callback, task.trigger_rule = saved[task.task_id]
     assert states["rollback"] == "upstream_failed"
-    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 3  # not yet undone
-    task = dag.get_task("validate-capacity")
+    assert api_memory(cluster) == "512Mi"  # not yet undone
+    task = dag.get_task("validate-no-oom-kills")
     original_retries = task.retries
     task.retries = 2
     try:
         # apache/airflow#65400: fired while retries remain -> must not roll back.
-        rollback_on_failure(_callback_context(dagbag, dr, "validate-capacity", try_number=1))
+        rollback_on_failure(_callback_context(dagbag, dr, "validate-no-oom-kills", try_number=1))
         assert journal(dr.run_id)[0]["undo_status"] == "pending"
-        assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 3
+        assert api_memory(cluster) == "512Mi"
         # Last attempt: rolls back; the same callback again is a no-op.
-        rollback_on_failure(_callback_context(dagbag, dr, "validate-capacity", try_number=3))
-        rollback_on_failure(_callback_context(dagbag, dr, "validate-capacity", try_number=3))
+        rollback_on_failure(_callback_context(dagbag, dr, "validate-no-oom-kills", try_number=3))
+        rollback_on_failure(_callback_context(dagbag, dr, "validate-no-oom-kills", try_number=3))
     finally:
         task.retries = original_retries
     [entry] = journal(dr.run_id)
     assert entry["undo_status"] == "applied" and entry["undo_attempts"] == 1
-    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 2
+    assert api_memory(cluster) == "256Mi"
 
 
 def test_history_cli_lists_and_shows_a_rolled_back_run(
@@ -157,7 +181,7 @@ def test_history_cli_lists_and_shows_a_rolled_back_run(
 ) -> None:
     from kubernaut.history.cli import main
 
-    dr, _ = run_failing(dagbag, "oom-resource-exhaustion", "validate-capacity", cluster)
+    dr, _ = run_failing(dagbag, "oom-resource-exhaustion", "validate-no-oom-kills", cluster)
     assert main(["migrate"]) == 0
     assert "history schema at version 2 (applied: none)" in capsys.readouterr().out
     assert main(["list", "--template", "oom-resource-exhaustion", "--status", "rolled_back", "--json"]) == 0
@@ -166,6 +190,6 @@ def test_history_cli_lists_and_shows_a_rolled_back_run(
     assert all(r["status"] == "rolled_back" for r in rows)
     assert main(["show", dr.run_id]) == 0
     out = capsys.readouterr().out
-    assert "status rolled_back failed steps: validate-capacity" in out
-    assert "scale-out" in out and "applied  attempts=1" in out
+    assert "status rolled_back failed steps: validate-no-oom-kills" in out
+    assert "raise-memory-limit" in out and "applied  attempts=1" in out
     assert main(["show", "no-such-run"]) == 1

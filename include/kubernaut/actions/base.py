@@ -111,7 +111,8 @@ class ActionContext:
     undo_record: dict[str, Any] | None = None
     # Durable undo journal (wired by the operator to the history DB): ``prior_undo`` is the
     # record an earlier, interrupted attempt of this same step saved; ``save_undo`` persists
-    # a record before the change is made.
+    # a record before the change is made. One record per step, written once: the first wins
+    # and a different later one raises (kubernaut.history.store.check_same_undo).
     prior_undo: dict[str, Any] | None = None
     save_undo: Callable[[dict[str, Any]], None] = field(default=lambda record: None, repr=False)
     _api_client: ApiClient | None = field(default=None, repr=False)
@@ -133,8 +134,10 @@ class ActionContext:
         return self._api_client
 
     def remember_prior(self, fresh: dict[str, Any]) -> dict[str, Any]:
-        """Call right before changing anything: returns the undo record to use (an earlier
-        attempt's record wins, since its change may already be made) after persisting it."""
+        """Call right before the step's first change, with its *complete* undo record
+        (everything ``undo`` needs, e.g. the prior state of every object the step will touch):
+        returns the record to use after persisting it. An earlier attempt's record wins, since
+        its change may already be made; calling again (a conflict retry) saves the same record."""
         record = self.prior_undo if self.prior_undo is not None else fresh
         if not self.dry_run:
             self.save_undo(record)
@@ -180,6 +183,17 @@ class Action(ABC, Generic[P]):
     def has_undo(cls) -> bool:
         return cls.undo is not Action.undo
 
+    def is_mutating(self, params: P) -> bool:
+        """Whether this call changes something: then the safety policy applies, the history
+        journal is required and the change is journaled first. By default the class's
+        ``mutating``; an action whose effect depends on its parameters overrides it
+        (``http_request``: by method)."""
+        return self.mutating
+
+    def no_undo_reason(self, params: P) -> str:
+        """Journaled before a mutating call of an action without ``undo`` runs."""
+        return f"{self.kind}/{self.name} has no undo"
+
     def targets(self, ctx: ActionContext, params: P) -> list[Target]:
         """The objects a mutating step changes, for the safety policy. By default the
         namespace named by a ``namespace`` parameter, so its protection always applies."""
@@ -196,11 +210,16 @@ class Action(ABC, Generic[P]):
 
     def execute(self, ctx: ActionContext, params: P) -> ActionResult:
         """The full sequence for one step: policy, pre-check, run, post-validation."""
-        if self.mutating:
+        mutating = self.is_mutating(params)
+        if mutating:
             from kubernaut.policy import check_policy
 
             check_policy(ctx, self, params)  # dry-run too: a rehearsal must show the refusal
         self.precheck(ctx, params)
+        if mutating and not self.has_undo():
+            # Journaled before the change, so the rollback knows it happened and reports it
+            # not restorable (or runs the template's `rollback:` action).
+            ctx.remember_prior({"no_undo": self.no_undo_reason(params)})
         result = self.run(ctx, params)
         if not ctx.dry_run:
             self.verify(ctx, params, result)

@@ -20,7 +20,7 @@ from kubernaut.history.migrations import MIGRATIONS, SCHEMA_TABLE
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "kubernaut_history"
-FINAL_FAILURES = ("failed", "rolled_back", "rollback_failed")
+FINAL_FAILURES = ("failed", "rolled_back", "partially_rolled_back", "rollback_failed")
 
 
 class HistoryUnavailable(RuntimeError):
@@ -42,6 +42,37 @@ class JournalEntry:
 
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
+
+
+class UndoRecordConflict(RuntimeError):
+    """A step saved an undo record that differs from the one journaled for it already."""
+
+
+def journal_form(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as the journal gives it back (JSON: tuples become lists, dates strings)."""
+    loaded: dict[str, Any] = json.loads(_json(record))
+    return loaded
+
+
+def check_same_undo(step: str, journaled: Mapping[str, Any] | None, new: Mapping[str, Any]) -> None:
+    """The undo-journal contract, the same in production and in the test-kit: a step journals
+    its complete undo record once, before its first change. The first record of the step's
+    attempt chain wins, since its change may already be made: a retried attempt gets it back
+    as ``prior_undo`` and must reuse it (``ActionContext.remember_prior`` does). Saving that
+    same record again is harmless; saving another one would be lost or would replace the true
+    prior state, so it is an error, raised before the change it precedes."""
+    from kubernaut.secrets import open_record
+
+    if journaled is None:
+        return
+    first, again = journal_form(open_record(journaled)[0]), journal_form(open_record(new)[0])
+    if first != again:
+        changed = sorted(k for k in first.keys() | again.keys() if first.get(k) != again.get(k))
+        raise UndoRecordConflict(
+            f"step {step!r}: saved an undo record that differs from the one journaled for it (in "
+            f"{', '.join(changed)}); an action journals its complete undo record once, before its first "
+            "change (ctx.remember_prior), and reuses ctx.prior_undo on a retry"
+        )
 
 
 def _hook_connect(conn_id: str) -> Callable[[], Any]:
@@ -199,17 +230,22 @@ class History:
         prior_state: Mapping[str, Any],
         rollback_mode: str = "undo",
     ) -> None:
-        """First record wins: a retried attempt must never replace the original prior state."""
-        self._query(
+        """Journal a step's undo record: once per step, the first record wins (see
+        ``check_same_undo``). Saving it again is a no-op; saving a different one raises."""
+        row = self._one(
             """
             INSERT INTO kubernaut_undo_journal (run_id, step, action, parameters, prior_state, rollback_mode)
             VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s)
             ON CONFLICT (run_id, step) DO NOTHING
+            RETURNING id
             """,
             (run_id, step, action, _json(parameters), _json(prior_state), rollback_mode),
         )
+        if row is None:
+            check_same_undo(step, self.undo_record(run_id, step), prior_state)
 
     def undo_record(self, run_id: int, step: str) -> dict[str, Any] | None:
+        """The journaled record as stored (sealed if the step had sensitive parameters)."""
         row = self._one(
             "SELECT prior_state FROM kubernaut_undo_journal WHERE run_id = %s AND step = %s", (run_id, step)
         )

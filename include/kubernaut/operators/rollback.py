@@ -1,14 +1,19 @@
 """The visible rollback path of every remediation DAG, and the failure callback.
 
-``rollback`` (trigger rule all_done, after the last steps) undoes the journaled changes
-when any step failed; ``finalize`` (all_done) records the outcome and fails the run if a
-step failed. The callback on each step is a fast path only: it declines while retries
-remain, and the journal makes a second or late call a no-op (apache/airflow #65400, #63374).
+``rollback`` (trigger rule all_done, after the last steps) undoes the journaled changes when
+the run did not do all it meant to: a step or an approval gate ``failed`` (timed out
+included) or ``upstream_failed``, or a person rejected a gate (unless that step says
+``on_reject: keep``). ``finalize`` (all_done) records the outcome and fails the run unless
+it is ``success``: a run is green only when every step it meant to run succeeded.
+
+The callback on each step is a fast path only: it declines while retries remain, and the
+journal makes a second or late call a no-op (apache/airflow #65400, #63374).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -16,24 +21,82 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from kubernaut.actions.base import ActionContext
 from kubernaut.actions.registry import registry
+from kubernaut.operators.approval import approval_gates, rejected_gates
 from kubernaut.operators.run_context import RunContext
 from kubernaut.operators.runner import StepSpec, render_context
 from kubernaut.rollback import RollbackReport, rollback_run
 
 ROLLBACK_TASK, FINALIZE_TASK = "rollback", "finalize"
-FAILED_STATES = ("failed",)
+# A task that ended in one of these did not do what the run meant it to do.
+FAILED_STATES = ("failed", "upstream_failed")
 
 
-def _step_specs(dag: Any) -> dict[str, StepSpec]:
+def _step_operators(dag: Any) -> dict[str, Any]:
     from kubernaut.operators.step import KubernautStepOperator
 
-    return {t.task_id: t.spec for t in dag.tasks if isinstance(t, KubernautStepOperator)}
+    return {t.task_id: t for t in dag.tasks if isinstance(t, KubernautStepOperator)}
 
 
-def _run_rollback(run: RunContext, specs: Mapping[str, StepSpec], log: Any) -> RollbackReport | None:
+def _states(context: Any, task_ids: list[str]) -> dict[str, str]:
+    ti, dag_run = context["ti"], context["dag_run"]
+    found = ti.get_task_states(dag_id=dag_run.dag_id, task_ids=task_ids, run_ids=[dag_run.run_id])
+    states = found.get(dag_run.run_id, found)
+    return {task_id: str(states.get(task_id)) for task_id in task_ids}
+
+
+@dataclass
+class RunState:
+    """What the steps and gates of this run ended as, read when rollback/finalize start."""
+
+    states: dict[str, str]
+    failed: list[str] = field(default_factory=list)  # steps and gates in FAILED_STATES
+    rejected: list[str] = field(default_factory=list)  # gates a person answered with Reject
+    rollback_on_reject: bool = False  # a rejected gate asks for the earlier changes to be undone
+
+    @classmethod
+    def read(cls, context: Any) -> RunState:
+        dag = context["dag"]
+        gates = approval_gates(dag)
+        states = _states(context, [*_step_operators(dag), *gates])
+        rejected = rejected_gates(context) if gates else []
+        return cls(
+            states=states,
+            failed=[t for t, s in states.items() if s in FAILED_STATES],
+            rejected=rejected,
+            rollback_on_reject=any(gates[g].on_reject == "rollback" for g in rejected),
+        )
+
+    @property
+    def needs_rollback(self) -> bool:
+        return bool(self.failed) or self.rollback_on_reject
+
+
+def _render_contexts(context: Any, run: RunContext, log: Any) -> dict[str, dict[str, Any]]:
+    """Per step, the rendering context it had (alert, run parameters, its upstream outputs),
+    so a template's ``rollback:`` parameters render exactly as the step's did."""
+    steps = _step_operators(context["dag"])
+    ti = context["ti"]
+    outputs: dict[str, Any] = {}
+    for name in steps:
+        record = ti.xcom_pull(task_ids=name)
+        if isinstance(record, Mapping):
+            outputs[name] = record.get("output", {})
+    try:
+        params = next(iter(steps.values())).resolve_params(run.conf.get("params")) if steps else {}
+    except ValueError as exc:  # the steps failed on this too; render what can be rendered
+        log.error("kubernaut: run parameters are invalid (%s); rollback renders without them", exc)
+        params = {}
+    return {
+        name: render_context(run.conf, params, {u: outputs[u] for u in op.upstream_steps if u in outputs})
+        for name, op in steps.items()
+    }
+
+
+def _run_rollback(context: Any, run: RunContext, log: Any) -> RollbackReport | None:
     if run.history is None or run.run_id is None:
         log.error("kubernaut: cannot roll back: no history database to read the undo journal from")
         return None
+    specs: dict[str, StepSpec] = {n: op.spec for n, op in _step_operators(context["dag"]).items()}
     any_spec = next(iter(specs.values()), None)
     conn_id = any_spec.kube_conn_id if any_spec else "kubernetes_default"
 
@@ -41,8 +104,10 @@ def _run_rollback(run: RunContext, specs: Mapping[str, StepSpec], log: Any) -> R
         return ActionContext(timeout=300.0, kube_conn_id=conn_id, logger=log, _config=run.config)
 
     rollbacks = {name: spec.rollback or {"mode": "undo"} for name, spec in specs.items()}
+    contexts = _render_contexts(context, run, log)
+    fallback = render_context(run.conf, {}, {})
     return rollback_run(
-        run.history, run.run_id, rollbacks, make_context, render_context(run.conf, {}, {}), log
+        run.history, run.run_id, rollbacks, make_context, lambda step: contexts.get(step, fallback), log
     )
 
 
@@ -54,96 +119,108 @@ def rollback_on_failure(context: Any) -> None:
         return
     try:
         run = RunContext.open(context, task.spec.template, dry_run=False)
-        _run_rollback(run, _step_specs(context["dag"]), task.log)
+        _run_rollback(context, run, task.log)
     except Exception as exc:  # the rollback task is the guarantee; never mask the step's error
         task.log.error("kubernaut: rollback from failure callback failed: %s", exc)
 
 
-def _states(context: Any, task_ids: list[str]) -> dict[str, str]:
-    ti, dag_run = context["ti"], context["dag_run"]
-    found = ti.get_task_states(dag_id=dag_run.dag_id, task_ids=task_ids, run_ids=[dag_run.run_id])
-    states = found.get(dag_run.run_id, found)
-    return {task_id: str(states.get(task_id)) for task_id in task_ids}
+def _notify(context: Any, run: RunContext, title: str, result: Mapping[str, Any], log: Any) -> None:
+    if not run.config.notify_conn_id:
+        return
+    try:
+        notify = registry.get("monitoring", "notify")
+        params = notify.Params.model_validate(
+            {
+                "title": title,
+                "message": f"kubernaut: {context['dag_run'].run_id}: {title}",
+                "severity": "critical",
+                "fields": {"dag_id": context["dag_run"].dag_id, **dict(result)},
+            }
+        )
+        notify().execute(ActionContext(logger=log, _config=run.config), params)
+    except Exception as exc:
+        log.error("kubernaut: escalation notification failed: %s", exc)
 
 
 class KubernautRollbackOperator(BaseOperator):
-    """Undo every journaled change in reverse completion order when any step failed."""
-
-    ui_color = "#ffd6d6"
+    """Undo every journaled change in reverse completion order when the run did not succeed."""
 
     def __init__(self, *, template: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.template = template
 
     def execute(self, context: Any) -> dict[str, Any]:
-        specs = _step_specs(context["dag"])
-        failed = [t for t, s in _states(context, list(specs)).items() if s in FAILED_STATES]
-        if not failed:
-            raise AirflowSkipException("no step failed: nothing to roll back")
-        self.log.info("kubernaut: steps failed: %s; rolling back", ", ".join(failed))
+        state = RunState.read(context)
+        if not state.needs_rollback:
+            reason = "kept (on_reject: keep)" if state.rejected else "nothing failed"
+            raise AirflowSkipException(f"no rollback: {reason}")
+        why = [f"{t} {state.states[t]}" for t in state.failed] + [f"{g} rejected" for g in state.rejected]
+        self.log.info("kubernaut: %s; rolling back", ", ".join(why))
         run = RunContext.open(context, self.template, dry_run=False)
-        report = _run_rollback(run, specs, self.log)
+        report = _run_rollback(context, run, self.log)
         if report is None:
             raise AirflowFailException(
                 "rollback impossible: the history database (undo journal) is unavailable"
             )
-        result = {"failed_steps": failed, **report.to_dict()}
+        result = {"failed_steps": state.failed, "rejected": state.rejected, **report.to_dict()}
+        if report.failed or report.not_restorable:
+            if run.history is not None and run.run_id is not None:
+                run.history.record_outcome(run.run_id, "rollback", "escalated", dict(result))
+            title = (
+                "kubernaut: rollback incomplete, a human must look"
+                if report.failed
+                else "kubernaut: changes that cannot be undone remain, a human must look"
+            )
+            _notify(context, run, title, result, self.log)
         if report.failed:
-            self._escalate(context, run, result)
             raise AirflowFailException(
                 f"rollback incomplete: undo failed for {', '.join(i.step for i in report.failed)}; "
                 "a human must look (kubernaut history show <run>)"
             )
         return result
 
-    def _escalate(self, context: Any, run: RunContext, result: Mapping[str, Any]) -> None:
-        if run.history is not None and run.run_id is not None:
-            run.history.record_outcome(run.run_id, "rollback", "escalated", dict(result))
-        if not run.config.notify_conn_id:
-            return
-        try:
-            notify = registry.get("monitoring", "notify")
-            message = f"kubernaut: rollback of {context['dag_run'].run_id} incomplete: {result['failed']}"
-            params = notify.Params.model_validate(
-                {
-                    "title": "kubernaut: rollback incomplete, a human must look",
-                    "message": message,
-                    "severity": "critical",
-                    "fields": {"dag_id": context["dag_run"].dag_id, **dict(result)},
-                }
-            )
-            notify().execute(ActionContext(logger=self.log, _config=run.config), params)
-        except Exception as exc:
-            self.log.error("kubernaut: escalation notification failed: %s", exc)
+
+def outcome_of(state: RunState, rollback_state: str, journal: list[str] | None) -> str:
+    """The run's outcome from its task states and, when known, its undo-journal statuses."""
+    if not state.failed and not state.rejected:
+        return "success"
+    undo = journal or []
+    if rollback_state not in ("success", "skipped") or "failed" in undo:
+        return "rollback_failed"
+    if state.failed:
+        if rollback_state != "success":
+            return "rollback_failed"
+        return "partially_rolled_back" if "not_restorable" in undo else "rolled_back"
+    return "declined"
 
 
 class KubernautFinalizeOperator(BaseOperator):
-    """Record how the run ended; fail the run when a step failed (even if rolled back)."""
-
-    ui_color = "#eeeeee"
+    """Record how the run ended; fail the run unless it is a success."""
 
     def __init__(self, *, template: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.template = template
 
     def execute(self, context: Any) -> dict[str, Any]:
-        specs = _step_specs(context["dag"])
-        states = _states(context, [*specs, ROLLBACK_TASK])
-        rollback_state = states.pop(ROLLBACK_TASK)
-        failed = [t for t, s in states.items() if s in FAILED_STATES]
-        if not failed:
-            status = "success"
-        elif rollback_state == "success":
-            status = "rolled_back"
-        else:
-            status = "rollback_failed"
+        state = RunState.read(context)
+        rollback_state = _states(context, [ROLLBACK_TASK])[ROLLBACK_TASK]
         run = RunContext.open(context, self.template, dry_run=False)
-        detail = f"failed steps: {', '.join(failed)}" if failed else ""
+        journal = None
+        if run.history is not None and run.run_id is not None:
+            journal = [e.undo_status for e in run.history.journal(run.run_id)]
+        status = outcome_of(state, rollback_state, journal)
+        reasons = [f"{t} {state.states[t]}" for t in state.failed] + [f"{g} rejected" for g in state.rejected]
+        detail = ", ".join(reasons)
+        if status in ("partially_rolled_back", "rollback_failed"):
+            detail += "; not every change could be undone: a human must look"
         if run.history is not None and run.run_id is not None:
             run.history.finish_run(run.run_id, status, detail)
             run.history.record_outcome(
-                run.run_id, "run", status, {"steps": states, "rollback": rollback_state}
+                run.run_id,
+                "run",
+                status,
+                {"steps": state.states, "rollback": rollback_state, "rejected": state.rejected},
             )
-        if failed:
-            raise AirflowFailException(f"remediation failed ({status}): {detail}")
-        return {"status": status, "steps": states}
+        if status != "success":
+            raise AirflowFailException(f"remediation {status}: {detail}")
+        return {"status": status, "steps": state.states}

@@ -18,6 +18,7 @@ from kubernaut.actions.registry import ActionRegistry, registry
 from kubernaut.alert import alert_context
 from kubernaut.operators.recorder import NullRecorder, StepRecorder
 from kubernaut.rendering import RenderError, evaluate_condition, render_value
+from kubernaut.secrets import REDACTED, SecretsUnprotected, StepSecrets, redact_registered
 
 
 class StepInputError(ValueError):
@@ -81,7 +82,7 @@ def run_step(
         # A policy violation carries what rule and object refused the change: keep it.
         violation = getattr(exc, "record", None)
         result = {"policy_violation": violation} if isinstance(violation, dict) else None
-        recorder.finished("failed", result, error=f"{type(exc).__name__}: {exc}")
+        recorder.finished("failed", result, error=redact_registered(f"{type(exc).__name__}: {exc}"))
         raise
     recorder.finished("skipped" if outcome.skipped else "success", outcome.record or None, outcome.reason)
     return outcome
@@ -110,12 +111,17 @@ def _run_step(
     action_cls = actions.get(spec.action_type, spec.action_name)
     try:
         rendered = render_value(spec.parameters, context)
-        params_model = action_cls.Params.model_validate(rendered)
     except RenderError as exc:
         raise StepInputError(f"step {spec.name!r}: {exc}") from exc
+    # sensitive() values: masked in logs from here on, redacted in what is shown or stored.
+    hidden = StepSecrets.of(action_cls.Params, rendered)
+    shown = hidden.redact(rendered)
+    try:
+        params_model = action_cls.Params.model_validate(rendered)
     except ValidationError as exc:
         problems = "; ".join(
-            f"parameters.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            f"parameters.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} "
+            f"(got {REDACTED if e['loc'] and e['loc'][0] in hidden.values else repr(e.get('input'))})"
             for e in exc.errors()
         )
         raise StepInputError(
@@ -123,29 +129,35 @@ def _run_step(
         ) from exc
 
     dry_run = spec.dry_run or bool((conf or {}).get("dry_run", False))
-    if action_cls.mutating and not dry_run and not recorder.durable:
+    action = action_cls()
+    mutating = action.is_mutating(params_model)  # http_request: by method
+    if mutating and not dry_run and not recorder.durable:
         raise StepInputError(
-            f"step {spec.name!r} changes the cluster but no history database is configured for its "
+            f"step {spec.name!r} makes a change but no history database is configured for its "
             "undo journal (Airflow connection 'kubernaut_history'); refusing to change anything"
         )
-    recorder.started(rendered)
+    if mutating and not dry_run:
+        try:
+            hidden.check_key()  # the undo record will be sealed: fail before any change
+        except SecretsUnprotected as exc:
+            raise StepInputError(f"step {spec.name!r}: {exc}") from exc
+    recorder.started(shown)
     ctx = ActionContext(
         dry_run=dry_run,
         timeout=timeout,
         kube_conn_id=spec.kube_conn_id,
         logger=logger,
-        prior_undo=recorder.prior_undo() if action_cls.mutating else None,
-        save_undo=recorder.save_undo,
+        prior_undo=hidden.open(recorder.prior_undo()) if mutating else None,
+        save_undo=lambda record: recorder.save_undo(hidden.seal(record)),
         **context_overrides,
     )
-    action = action_cls()
     logger.info(
         "kubernaut: %s %s/%s%s with %s",
         spec.name,
         spec.action_type,
         spec.action_name,
         " (dry run)" if dry_run else "",
-        rendered,
+        shown,
     )
     result = action.execute(ctx, params_model)
     injected = (conf or {}).get(INJECT_KEY)
@@ -157,10 +169,12 @@ def _run_step(
         "template": spec.template,
         "step": spec.name,
         "action": f"{spec.action_type}/{spec.action_name}",
-        "parameters": rendered,
+        "parameters": shown,
         "dry_run": dry_run,
-        "mutating": action_cls.mutating,
+        "mutating": mutating,
         "rollback": spec.rollback,
         **result.to_dict(),
     }
+    if hidden:  # the undo record (old secret data) stays in the sealed journal only
+        record.update(output=hidden.scrub(record["output"]), undo=None if result.undo is None else REDACTED)
     return StepOutcome(skipped=False, record=record)

@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from kubernaut.actions.base import PreconditionFailed
+from kubernaut.operators.approval import approval_gates, rejected_gates
 from kubernaut.operators.recorder import HistoryRecorder, NullRecorder, StepRecorder
 from kubernaut.operators.run_context import RunContext
 from kubernaut.operators.runner import StepInputError, StepSpec, run_step
@@ -35,6 +36,11 @@ class KubernautStepOperator(BaseOperator):
         self.upstream_steps = list(upstream_steps)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        if approval_gates(context["dag"]):
+            rejected = rejected_gates(context)
+            if rejected:
+                # A person declined the remediation: nothing after that answer changes anything.
+                raise AirflowSkipException(f"{self.spec.name}: run declined ({', '.join(rejected)} rejected)")
         run = RunContext.open(context, self.spec.template, self.spec.dry_run)
         conf = run.conf
         recorder: StepRecorder = NullRecorder()

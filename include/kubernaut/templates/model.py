@@ -93,23 +93,37 @@ class Parameter(_Strict):
     description: str = ""
     required: bool = False
 
+    @field_validator("default")
+    @classmethod
+    def _check_default(cls, value: Any, info: ValidationInfo) -> Any:
+        # A field validator (not a model one) so the error's path, and so its line and
+        # column, is the `default` value itself. `type` is declared first: it is in
+        # info.data unless it is invalid itself (then that is the error to report).
+        kind = info.data.get("type")
+        if value is not None and kind is not None:
+            coerce_parameter(kind, value)  # raises ValueError naming the type
+        return value
+
     @model_validator(mode="after")
-    def _check_default(self) -> Parameter:
+    def _check_required(self) -> Parameter:
         if self.required and self.default is not None:
             raise ValueError("a parameter with a default cannot be required: drop `required` or `default`")
-        if self.default is not None:
-            self.coerce(self.default)  # raises ValueError naming the type
         return self
 
     def coerce(self, value: Any) -> Any:
         """Check ``value`` against the declared type; durations keep their text form."""
-        if self.type == "duration":
-            parse_duration(value)  # rendered back into templates, so keep '5m' rather than a timedelta
-            return value
-        try:
-            return _PARAM_ADAPTERS[self.type].validate_python(value)
-        except ValidationError:
-            raise ValueError(f"expected a value of type {self.type}, got {value!r}") from None
+        return coerce_parameter(self.type, value)
+
+
+def coerce_parameter(kind: ParameterType, value: Any) -> Any:
+    """``value`` checked against a declared parameter type (ValueError naming the type)."""
+    if kind == "duration":
+        parse_duration(value)  # rendered back into templates, so keep '5m' rather than a timedelta
+        return value
+    try:
+        return _PARAM_ADAPTERS[kind].validate_python(value)
+    except ValidationError:
+        raise ValueError(f"expected a value of type {kind}, got {value!r}") from None
 
 
 _PARAM_ADAPTERS: dict[str, TypeAdapter[Any]] = {
@@ -183,6 +197,27 @@ class Step(_Strict):
     max_retry_delay: Duration | None = None
     rollback: Rollback | Literal["none"] | None = None
     approval: Literal["required", "none"] = "none"
+    approval_timeout: Duration | None = Field(
+        default=None,
+        description="How long the approval waits for a person (default: the step timeout); "
+        "no answer in time fails the run and rolls back its changes",
+    )
+    on_reject: Literal["rollback", "keep"] = Field(
+        default="rollback",
+        description="When a person rejects the step: roll back the changes made before the gate, "
+        "or keep them. Either way the run ends `declined` and no later step runs",
+    )
+
+    @model_validator(mode="after")
+    def _approval_fields(self) -> Step:
+        if self.approval != "required":
+            for name in ("approval_timeout", "on_reject"):
+                if name in self.model_fields_set:
+                    raise ValueError(f"`{name}` needs `approval: required`")
+        return self
+
+    def approval_timeout_for(self, config: Configuration) -> timedelta:
+        return self.approval_timeout if self.approval_timeout is not None else self.timeout_for(config)
 
     @field_validator("rollback", mode="before")
     @classmethod
