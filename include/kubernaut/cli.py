@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -64,18 +67,23 @@ def _validate(args: argparse.Namespace) -> int:
     bad = len(report.errors)
     good = len(report.files) - bad
     summary = f"{good} template{'s' if good != 1 else ''} OK, {bad} with errors"
+    if report.registry_problems:  # a skipped action plugin must be fixed even if no template uses it
+        summary += f", {len(report.registry_problems)} action plugin problem(s)"
     if args.format == "json":
         out = {
             "ok": report.ok,
             "files": [str(f) for f in report.files],
             "errors": [e.to_dict() for e in report.all_errors()],
+            "registry_problems": report.registry_problems,
             "summary": {"valid": good, "invalid": bad},
         }
         print(json.dumps(out, indent=2))
     else:
+        for problem in report.registry_problems:
+            print(f"kubernaut validate: {problem}", file=sys.stderr)
         for error in report.all_errors():
             print(error, file=sys.stderr)
-        print(summary, file=sys.stderr if bad else sys.stdout)
+        print(summary, file=sys.stdout if report.ok else sys.stderr)
     return EXIT_OK if report.ok else EXIT_INVALID
 
 
@@ -144,12 +152,24 @@ def _setup_actions(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 def _actions(args: argparse.Namespace) -> int:
     from kubernaut.actions.catalogue import markdown_table, replace_in
 
-    table = markdown_table(action_registry())
+    actions = action_registry()
+    table = markdown_table(actions)
     if args.update_readme:
         args.update_readme.write_text(replace_in(args.update_readme.read_text(), table))
     else:
-        print(table)
-    return EXIT_OK
+        print(_with_packages(table, actions))
+    for problem in actions.problems:
+        print(f"kubernaut actions: {problem}", file=sys.stderr)
+    return EXIT_INVALID if actions.problems else EXIT_OK
+
+
+def _with_packages(table: str, actions: ActionRegistry) -> str:
+    """The catalogue plus a last column naming the package each action comes from."""
+    head, rule, *rows = table.splitlines()
+    packages = [actions.package_of(a.kind, a.name) for a in actions.all()]
+    return "\n".join(
+        [f"{head} package |", f"{rule}---|", *(f"{r} {p} |" for r, p in zip(rows, packages, strict=True))]
+    )
 
 
 DELEGATED: dict[str, str] = {}
@@ -180,7 +200,44 @@ _delegate("route", "print alert decisions, launch nothing", "kubernaut.intake.cl
 _delegate("serve", "serve the alert intake webhook on its own", "kubernaut.intake.cli:serve_main")
 
 
+def runnable(name: str = "kubernaut") -> str:
+    """``name`` (a console script of this installation) as the user can type it: the bare name
+    when PATH finds this very script, else its path (relative below the current directory,
+    e.g. ``.venv/bin/kubernaut``); ``python -m kubernaut`` when there is no script."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    script = argv0 if argv0.name == name else Path(sys.executable).with_name(name)
+    if not script.is_file():
+        return f"{shlex.quote(sys.executable)} -m kubernaut" if name == "kubernaut" else name
+    script = script.absolute()
+    on_path = shutil.which(name)
+    if on_path and os.path.samefile(on_path, script):
+        return name
+    try:
+        shown = str(script.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(script)
+    return shlex.quote(shown)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output left (``kubernaut actions | head``): stop quietly, as a
+    process killed by SIGPIPE would (exit 141), and keep the interpreter's final flush of
+    stdout from failing again (Python's documented recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + 13  # SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a broken pipe shows here rather than at interpreter exit
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    return code
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in DELEGATED:
         return _call(DELEGATED[argv[0]], argv[1:])

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import secrets
+import json
+import os
+import re
+import shlex
 import signal
 import sys
 import time
@@ -15,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from kubernaut.cli import runnable
 from kubernaut.local_stack import AirflowStandalone, SandboxProcess, free_port, kubernetes_connection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,8 +36,11 @@ DEMO_ALERT: dict[str, Any] = {
 }
 
 
-def say(text: str) -> None:
-    print(f"[demo] {text}", flush=True)
+def say(text: str, prefix: bool = True) -> None:
+    try:
+        print(f"[demo] {text}" if prefix else text, flush=True)
+    except OSError:  # the terminal is gone (hang-up) or the reader left: keep stopping
+        pass
 
 
 def deployment_health(sandbox: SandboxProcess, namespace: str, name: str) -> tuple[int, int, int]:
@@ -63,9 +70,9 @@ def wait(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> An
         time.sleep(interval)
 
 
-def send_alert(webhook_url: str, token: str, alert: dict[str, Any]) -> dict[str, Any]:
-    """Deliver the alert as Alertmanager does: a version-4 webhook to the intake plugin."""
-    payload = {
+def webhook_payload(alert: dict[str, Any]) -> dict[str, Any]:
+    """One alert as Alertmanager delivers it: a version-4 webhook body."""
+    return {
         "version": "4",
         "receiver": "kubernaut",
         "status": "firing",
@@ -77,21 +84,41 @@ def send_alert(webhook_url: str, token: str, alert: dict[str, Any]) -> dict[str,
         "externalURL": "http://alertmanager.demo.invalid",
         "alerts": [{**alert, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": ""}],
     }
-    response = httpx.post(webhook_url, json=payload, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def send_alert(webhook_url: str, token: str, alert: dict[str, Any]) -> dict[str, Any]:
+    """Deliver the alert as Alertmanager does: a version-4 webhook to the intake plugin."""
+    response = httpx.post(
+        webhook_url, json=webhook_payload(alert), headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
     response.raise_for_status()
     decision: dict[str, Any] = response.json()["decisions"][0]
     return decision
 
 
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 HISTORY_URL_ENV = "KUBERNAUT_DEMO_HISTORY_URL"
+HISTORY_DB_ENV = "KUBERNAUT_DEMO_HISTORY_DB"
 DEFAULT_HISTORY_SERVER = "postgresql://postgres@127.0.0.1:5432"
 HISTORY_DB = "kubernaut_demo_history"
+DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+WEBHOOK_TOKEN_KEY = "webhook_token"
 
 
-def prepare_history() -> str:
+def history_db_name(value: str) -> str:
+    """An argparse type: a plain PostgreSQL database name (it is dropped and recreated)."""
+    if not DB_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid database name {value!r}: use lowercase letters, digits and _ (at most 63)"
+        )
+    return value
+
+
+def prepare_history(database: str = HISTORY_DB) -> str:
     """The undo journal needs PostgreSQL: (re)create the demo's history database."""
-    import os
-
     import psycopg2
 
     url = os.environ.get(HISTORY_URL_ENV)
@@ -109,15 +136,13 @@ def prepare_history() -> str:
     # A fresh history per demo: the sandbox cluster is new each time, and an old run of the
     # same alert would (rightly) put the new one in cooldown.
     with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{HISTORY_DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{HISTORY_DB}"')
+        cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{database}"')
     conn.close()
-    return f"{DEFAULT_HISTORY_SERVER}/{HISTORY_DB}"
+    return f"{DEFAULT_HISTORY_SERVER}/{database}"
 
 
 def migrate_history(url: str) -> None:
-    import os
-
     from kubernaut.history import History
 
     os.environ["AIRFLOW_CONN_KUBERNAUT_HISTORY"] = url
@@ -126,31 +151,97 @@ def migrate_history(url: str) -> None:
     history.close()
 
 
-def run_demo(workdir: Path, keep_running: bool) -> int:
-    history_url = prepare_history()
+class Stop(BaseException):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so the demo stops what it
+    started (a BaseException: no ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: Any) -> None:
+    raise Stop(signum)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _ignore_stop_signals() -> None:
+    """While stopping: a second Ctrl-C or SIGTERM must not cut the stop short (it is bounded)."""
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def say_command(command: str) -> None:
+    """A command on a line of its own, to copy and paste."""
+    say(f"    {command}", prefix=False)
+
+
+def print_how_to_use(
+    airflow: AirflowStandalone, api: httpx.Client, workdir: Path, history_url: str, run_id: str
+) -> None:
+    """What a person does next with the running demo: the UI, the paused DAGs, posting an
+    alert, the history of the run."""
+    dags = api.get("/dags", params={"tags": "kubernaut"}).json()["dags"]
+    unpaused = sorted(d["dag_id"] for d in dags if not d["is_paused"])
+    paused = sorted(d["dag_id"] for d in dags if d["is_paused"])
+    say(f"unpaused DAGs: {', '.join(unpaused) or 'none'}")
+    if paused:
+        say(f"paused (Airflow's default for new DAGs; their alerts get 'paused'): {', '.join(paused)}")
+        say("unpause one with its toggle in the UI, or:")
+        say_command(
+            f"AIRFLOW_HOME={shlex.quote(str(airflow.home))} {runnable('airflow')} dags unpause {paused[0]}"
+        )
+    alert_file = workdir / "alert.json"
+    # A new occurrence of the demo's alert (its own startsAt): the intake decides it afresh
+    # (e.g. 'cooldown' right after the demo's fix; 'duplicate' when posted again).
+    alert_file.write_text(json.dumps(webhook_payload({**DEMO_ALERT, "startsAt": now_rfc3339()}), indent=2))
+    python = runnable(Path(sys.executable).name)
+    key = json.dumps(WEBHOOK_TOKEN_KEY)
+    read_token = shlex.quote(f"import json,sys; print(json.load(open(sys.argv[1]))[{key}])")
+    say(f"webhook token: key {WEBHOOK_TOKEN_KEY!r} of {airflow.secrets_file} (mode 0600)")
+    say(f"post an alert ({alert_file}) to the running demo; the answer is the intake's decision:")
+    say_command(
+        f"curl -sS -X POST {airflow.url}/kubernaut/alerts -H 'Content-Type: application/json' "
+        f'-H "Authorization: Bearer $({python} -c {read_token} {shlex.quote(str(airflow.secrets_file))})" '
+        f"--data-binary @{shlex.quote(str(alert_file))} -w '\\nHTTP %{{http_code}}\\n'"
+    )
+    say("the run's history (steps, undo journal):")
+    say_command(f"AIRFLOW_CONN_KUBERNAUT_HISTORY={history_url} {runnable()} history show {run_id}")
+
+
+def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) -> int:
+    history_url = prepare_history(history_db)
     migrate_history(history_url)
     say(f"remediation history in {history_url}")
-    sandbox = SandboxProcess(workdir / "sandbox").start()
-    say(f"sandbox cluster at {sandbox.url} (kubeconfig {sandbox.kubeconfig})")
+    # Own sessions: a terminal's Ctrl-C or hang-up reaches only the demo, which stops them
+    # children first, whatever the signal.
+    sandbox = SandboxProcess(workdir / "sandbox", new_session=True)
     airflow = AirflowStandalone(
         home=workdir / "airflow",
         dags_folder=REPO / "dags",
         templates_dir=REPO / "templates",
         plugins_folder=REPO / "plugins",
+        new_session=True,
     )
-    airflow.home.mkdir(parents=True, exist_ok=True)
-    airflow.port = free_port()
-    airflow.environment()  # creates the login, which the intake plugin uses for the REST API
-    token = secrets.token_urlsafe(32)
-    airflow.env_extra = {
-        "AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(sandbox.kubeconfig),
-        "AIRFLOW_CONN_KUBERNAUT_HISTORY": history_url,
-        "KUBERNAUT_WEBHOOK_TOKEN": token,
-        "KUBERNAUT_AIRFLOW_USERNAME": airflow.username,
-        "KUBERNAUT_AIRFLOW_PASSWORD": airflow.password,
-    }
     try:
-        say("starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite ...")
+        sandbox.start()
+        say(f"sandbox cluster at {sandbox.url} (kubeconfig {sandbox.kubeconfig})")
+        airflow.port = free_port()
+        airflow.environment()  # creates the login, which the intake plugin uses for the REST API
+        token = airflow.secret(WEBHOOK_TOKEN_KEY)
+        airflow.env_extra = {
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(sandbox.kubeconfig),
+            "AIRFLOW_CONN_KUBERNAUT_HISTORY": history_url,
+            "KUBERNAUT_WEBHOOK_TOKEN": token,
+            "KUBERNAUT_AIRFLOW_USERNAME": airflow.username,
+            "KUBERNAUT_AIRFLOW_PASSWORD": airflow.password,
+        }
+        say(
+            "starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite, "
+            f"parallelism {airflow.parallelism} ..."
+        )
         airflow.start()
         say(f"Airflow UI: {airflow.url}  login: {airflow.username} / {airflow.password}")
         api = airflow.client()
@@ -161,6 +252,7 @@ def run_demo(workdir: Path, keep_running: bool) -> int:
         if errors.get("total_entries"):
             say(f"import errors: {errors['import_errors']}")
         api.patch(f"/dags/{DEMO_TEMPLATE_DAG}", json={"is_paused": False}).raise_for_status()
+        say(f"unpaused {DEMO_TEMPLATE_DAG}; the other {len(dags) - 1} stay paused")
 
         wait(lambda: deployment_health(sandbox, "demo", "web")[1] == 3, 60, "demo/web to be Ready")
         sandbox.inject_fault("crashloop", "demo", "web")
@@ -168,8 +260,7 @@ def run_demo(workdir: Path, keep_running: bool) -> int:
         desired, ready, crashing = deployment_health(sandbox, "demo", "web")
         say(f"fault injected: demo/web wants {desired}, {ready} Ready, {crashing} in CrashLoopBackOff")
 
-        starts = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        alert = {**DEMO_ALERT, "startsAt": starts}
+        alert = {**DEMO_ALERT, "startsAt": now_rfc3339()}
         webhook = f"{airflow.url}/kubernaut/alerts"
         decision = send_alert(webhook, token, alert)
         say(f"alert {alert['labels']['alertname']} posted to {webhook}")
@@ -194,16 +285,21 @@ def run_demo(workdir: Path, keep_running: bool) -> int:
             + ("FAULT FIXED" if fixed else "NOT FIXED")
         )
         say(f"see it in the UI: {airflow.url}/dags/{DEMO_TEMPLATE_DAG}/runs/{run_id}")
-        say(f"history: AIRFLOW_CONN_KUBERNAUT_HISTORY={history_url} kubernaut history show {run_id}")
         if keep_running and fixed:
-            say("Airflow and the sandbox keep running; press Ctrl-C to stop.")
+            say(f"login {airflow.username} / {airflow.password} (saved in {airflow.secrets_file})")
+            print_how_to_use(airflow, api, workdir, history_url, run_id)
+            say("Airflow and the sandbox keep running; Ctrl-C (or SIGTERM) stops them.")
             while True:
                 time.sleep(3600)
+        say("the run's history (steps, undo journal) stays in PostgreSQL:")
+        say_command(f"AIRFLOW_CONN_KUBERNAUT_HISTORY={history_url} {runnable()} history show {run_id}")
         return 0 if fixed else 1
     finally:
-        say("stopping ...")
+        _ignore_stop_signals()
+        say("stopping Airflow and the sandbox ...")
         airflow.stop()
         sandbox.stop()
+        say("stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,16 +308,25 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, default=REPO / ".demo", help="state directory (default .demo/)"
     )
     parser.add_argument("--exit", action="store_true", help="stop after the run instead of keeping the UI up")
+    parser.add_argument(
+        "--history-db",
+        type=history_db_name,
+        default=os.environ.get(HISTORY_DB_ENV, HISTORY_DB),
+        help=f"PostgreSQL database for the history, dropped and recreated (default ${HISTORY_DB_ENV} "
+        f"or {HISTORY_DB})",
+    )
     args = parser.parse_args(argv)
-    # SIGTERM becomes SystemExit so the `finally` that stops Airflow and the sandbox runs.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
     try:
-        return run_demo(args.workdir.resolve(), keep_running=not args.exit)
+        return run_demo(args.workdir.resolve(), keep_running=not args.exit, history_db=args.history_db)
     except RuntimeError as exc:
         say(f"failed: {exc}")
         return 1
     except KeyboardInterrupt:
-        return 130
+        return 128 + signal.SIGINT
+    except Stop as stop:
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":

@@ -66,9 +66,28 @@ def _print_run(run: dict[str, Any]) -> None:
         print(f"  outcome {o['kind']}: {o['outcome']}")
 
 
+UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
+
+
+def _not_configured(exc: HistoryUnavailable) -> bool:
+    """No connection by that id (neither ``AIRFLOW_CONN_<ID>`` nor a stored Airflow
+    connection), as opposed to one that is configured but cannot be reached."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    return isinstance(exc.__cause__, AirflowNotFoundException)
+
+
+def _missing_tables(exc: Exception) -> bool:
+    return UNDEFINED_TABLE in (getattr(exc, "sqlstate", None), getattr(exc, "pgcode", None))
+
+
 def main(argv: list[str] | None = None) -> int:
+    from kubernaut.cli import runnable
+
     args = _parser().parse_args(argv)
     history = History(args.conn_id)
+    env_var = f"AIRFLOW_CONN_{args.conn_id.upper()}"
+    conn_option = f" --conn-id {args.conn_id}" if args.conn_id != DEFAULT_CONN_ID else ""
     try:
         if args.command == "migrate":
             applied = history.migrate()
@@ -92,7 +111,24 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run, default=str, indent=2)) if args.json else _print_run(run)
         return 0
     except HistoryUnavailable as exc:
-        print(f"kubernaut history: {exc}", file=sys.stderr)
+        if _not_configured(exc):
+            print(
+                f"kubernaut history: no history database configured: set "
+                f"{env_var}=postgresql://USER[:PASSWORD]@HOST:5432/DATABASE "
+                f"(or create the Airflow connection {args.conn_id!r})",
+                file=sys.stderr,
+            )
+        else:
+            print(f"kubernaut history: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _missing_tables(exc):
+            raise
+        print(
+            f"kubernaut history: the history database ({args.conn_id}) has no history tables yet; "
+            f"create them: {runnable()} history{conn_option} migrate",
+            file=sys.stderr,
+        )
         return 2
     finally:
         history.close()
