@@ -10,15 +10,21 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from kubernaut.actions import ActionContext, ActionError, PreconditionFailed, k8s_storage, registry
+from kubernaut.actions import (
+    ActionContext,
+    ActionError,
+    NotRestorable,
+    PreconditionFailed,
+    k8s_storage,
+    registry,
+)
 from kubernaut.policy import PolicyViolation
 from kubernaut.sandbox import SandboxCluster
 from tests.actions.conftest import ConflictOnce, bump_annotation, policy_ctx
-from tests.actions.k8s_helpers import must_get, pods_of, retry_ctx, run, wait_all_ready, workload
+from tests.actions.k8s_helpers import must_get, pods_of, ready, retry_ctx, run, wait_all_ready, workload
 
 SNAPSHOT_CRDS = ("snapshot.storage.k8s.io",)
 SNAPSHOTS = "volumesnapshots.snapshot.storage.k8s.io"
-SHRINK = {"restored": False, "reason": "PersistentVolumeClaims cannot shrink"}
 
 
 def storage_class(name: str, expandable: bool | None) -> dict[str, Any]:
@@ -105,9 +111,16 @@ def test_expand_pvc(
     for size in ("2Gi", "1500Mi"):  # equal or smaller: a claim only grows
         with pytest.raises(PreconditionFailed, match="is not larger"):
             run(ctx, "expand_pvc", namespace="demo", pvc="data", size=size)
+    # A grown claim cannot shrink: the undo says so (not_restorable in the rollback), twice alike.
     for _ in range(2):
-        assert action.undo(ctx, params, result.undo) == SHRINK
+        with pytest.raises(NotRestorable, match=r"demo/data now requests 2Gi \(was 1Gi\): .* cannot shrink"):
+            action.undo(ctx, params, result.undo)
     assert requested(cluster, "data") == "2Gi"
+    # A claim that was never grown (e.g. the step failed before its patch) has nothing to restore.
+    assert action.undo(ctx, params, {"storage": "2Gi"}) == {
+        "restored": False,
+        "reason": "the claim still requests 2Gi: it was not grown",
+    }
     assert "cannot shrink" in action.undo_doc
     for bad in ("lots", "0", "-1Gi"):
         with pytest.raises(ValidationError):
@@ -304,7 +317,13 @@ def test_patch_resource_merge(
         "data": {"LOG_LEVEL": "debug", "UPSTREAM": None, "NEW": "1"},
         "metadata": {"labels": {"team": "sre"}},
     }
-    args = {"kind": "ConfigMap", "namespace": "demo", "name": "web-config", "patch": patch}
+    args = {
+        "kind": "ConfigMap",
+        "namespace": "demo",
+        "name": "web-config",
+        "patch_type": "merge",
+        "patch": patch,
+    }
     with pytest.raises(ActionError, match="configmap demo/nope not found"):
         run(ctx, "patch_resource", **{**args, "name": "nope"})
 
@@ -324,7 +343,8 @@ def test_patch_resource_merge(
             {"path": "/data/LOG_LEVEL", "existed": True, "value": "info"},
             {"path": "/data/NEW", "existed": False},
             {"path": "/data/UPSTREAM", "existed": True, "value": "http://api:8080"},
-            {"path": "/metadata/labels/team", "existed": False},
+            # Below a missing map, the first missing one is recorded: undo removes all it added.
+            {"path": "/metadata/labels", "existed": False},
         ]
     }
 
@@ -388,9 +408,150 @@ def test_patch_resource_json_patch_and_arrays(cluster: SandboxCluster, ctx: Acti
     assert must_get(cluster, "deployments", "demo", "web")["spec"]["template"] == dep["spec"]["template"]
 
 
+def containers_of(cluster: SandboxCluster, name: str = "web") -> list[dict[str, Any]]:
+    containers: list[dict[str, Any]] = must_get(cluster, "deployments", "demo", name)["spec"]["template"][
+        "spec"
+    ]["containers"]
+    return containers
+
+
+def edit_containers(cluster: SandboxCluster, change: Callable[[list[dict[str, Any]]], None]) -> None:
+    """Another writer changes the web deployment's containers."""
+    dep = must_get(cluster, "deployments", "demo", "web")
+    change(dep["spec"]["template"]["spec"]["containers"])
+    cluster.apply(dep)
+
+
+def test_patch_resource_strategic_container_patch(cluster: SandboxCluster, ctx: ActionContext) -> None:
+    """kubectl patch's default: a container is merged by its name, so a one-field patch keeps the
+    container's ports and the other containers (a JSON merge patch would replace the list)."""
+    edit_containers(cluster, lambda cs: cs.append({"name": "sidecar", "image": "busybox:1.36"}))
+    before = containers_of(cluster)
+    kubectl_style = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.28"}]}}}}
+    args = {"kind": "Deployment", "namespace": "demo", "name": "web", "patch": kubectl_style}
+    action, params, result = run(ctx, "patch_resource", **args)  # patch_type defaults to strategic
+    assert params.patch_type == "strategic"
+    after = containers_of(cluster)
+    assert [(c["name"], c["image"]) for c in after] == [("web", "nginx:1.28"), ("sidecar", "busybox:1.36")]
+    assert (
+        after[0]["ports"] == before[0]["ports"] == [{"containerPort": 80, "name": "http", "protocol": "TCP"}]
+    )
+    segments = ["spec", "template", "spec", "containers", {"name": "web"}, "image"]
+    assert result.undo == {
+        "paths": [
+            {
+                "path": "/spec/template/spec/containers/[name=web]/image",
+                "existed": True,
+                "value": "nginx:1.27",
+                "segments": segments,
+            }
+        ]
+    }
+    rv = version(cluster, "deployments", "demo", "web")
+    _, _, again = run(retry_ctx(ctx, result.undo), "patch_resource", **args)
+    assert again.output["already_done"] and version(cluster, "deployments", "demo", "web") == rv
+
+    # Others change the list meanwhile: a new first container (web's index shifts), a new sidecar
+    # image. The undo finds web by its name and restores only its image.
+    def meanwhile(cs: list[dict[str, Any]]) -> None:
+        cs[1]["image"] = "busybox:1.37"
+        cs.insert(0, {"name": "log-shipper", "image": "fluent-bit:3"})
+
+    edit_containers(cluster, meanwhile)
+    assert action.undo(ctx, params, result.undo) == {
+        "restored": True,
+        "paths": ["/spec/template/spec/containers/1/image"],
+    }
+    assert [(c["name"], c["image"]) for c in containers_of(cluster)] == [
+        ("log-shipper", "fluent-bit:3"),
+        ("web", "nginx:1.27"),
+        ("sidecar", "busybox:1.37"),
+    ]
+    assert action.undo(ctx, params, result.undo) == {
+        "restored": False,
+        "reason": "patched paths already as before",
+    }
+
+
+def test_patch_resource_strategic_delete_and_add_items_undone(
+    cluster: SandboxCluster, ctx: ActionContext
+) -> None:
+    edit_containers(cluster, lambda cs: cs.append({"name": "sidecar", "image": "busybox:1.36"}))
+    before = must_get(cluster, "deployments", "demo", "web")["spec"]["template"]
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "sidecar", "$patch": "delete"},
+                        {"name": "web", "env": [{"name": "MODE", "value": "safe"}]},
+                    ]
+                }
+            }
+        }
+    }
+    action, params, result = run(
+        ctx, "patch_resource", kind="Deployment", namespace="demo", name="web", patch=patch
+    )
+    (web,) = containers_of(cluster)
+    assert web["env"] == [{"name": "MODE", "value": "safe"}] and web["ports"][0]["containerPort"] == 80
+    paths = {e["path"]: e for e in result.undo["paths"]}
+    assert paths["/spec/template/spec/containers/[name=sidecar]"]["index"] == 1
+    assert paths["/spec/template/spec/containers/[name=web]/env"] == {
+        "path": "/spec/template/spec/containers/[name=web]/env",
+        "existed": False,
+        "segments": ["spec", "template", "spec", "containers", {"name": "web"}, "env"],
+    }
+    action.undo(ctx, params, result.undo)
+    assert must_get(cluster, "deployments", "demo", "web")["spec"]["template"] == before
+
+    # Items patched in another order than the live one: the server reorders the list as the patch
+    # lists them, so the whole list is the prior state.
+    swapped = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "sidecar", "image": "busybox:1.37"},
+                        {"name": "web", "image": "nginx:1.28"},
+                    ]
+                }
+            }
+        }
+    }
+    action, params, result = run(
+        ctx, "patch_resource", kind="Deployment", namespace="demo", name="web", patch=swapped
+    )
+    assert [c["name"] for c in containers_of(cluster)] == ["sidecar", "web"]
+    assert [e["path"] for e in result.undo["paths"]] == ["/spec/template/spec/containers"]
+    action.undo(ctx, params, result.undo)
+    assert must_get(cluster, "deployments", "demo", "web")["spec"]["template"] == before
+
+    # An item the patch changed and someone then removed cannot get its value back: not_restorable.
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "busybox:1.37"}]}}}}
+    action, params, result = run(
+        ctx, "patch_resource", kind="Deployment", namespace="demo", name="web", patch=patch
+    )
+    edit_containers(cluster, lambda cs: cs.pop())
+    with pytest.raises(
+        NotRestorable, match=r"cannot restore /spec/template/spec/containers/\[name=sidecar\]/image"
+    ):
+        action.undo(ctx, params, result.undo)
+
+
 @pytest.mark.parametrize(
     ("patch_type", "patch", "message"),
     [
+        (
+            "strategic",
+            {"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}},
+            "each item needs its merge key 'name'",
+        ),
+        ("strategic", {"metadata": {"ownerReferences": [{"uid": "u", "$patch": "delete"}]}}, "never patched"),
+        ("strategic", {"metadata": {"$patch": "replace", "name": "x"}}, "is never patched"),
+        ("strategic", {"$patch": "replace", "spec": {}}, "whole object"),
+        ("strategic", {"spec": {"$bogus": 1}}, "unknown strategic merge directive"),
+        ("strategic", {"spec": {"template": {"$patch": "merge"}}}, "replace or delete"),
         ("merge", {"metadata": {"ownerReferences": []}}, "metadata.ownerReferences is never patched"),
         ("merge", {"metadata": {"finalizers": None}}, "metadata.finalizers is never patched"),
         ("merge", {"metadata": None}, "is never patched"),
@@ -553,7 +714,8 @@ def test_drain_evicts_protected_namespace_pods_honouring_pdbs(cluster: SandboxCl
     coredns: Callable[[], list[dict[str, Any]]] = lambda: cluster.list(  # noqa: E731
         "pods", "kube-system", labels={"app": "coredns"}
     )
-    cluster.wait_until(lambda: len(coredns()) == 1 and coredns()[0]["spec"].get("nodeName"))
+    # Running: the eviction API lets a Pending pod go whatever its budget says, as the real one does.
+    cluster.wait_until(lambda: len(coredns()) == 1 and ready(coredns()[0]))
     pod = coredns()[0]
     node = pod["spec"]["nodeName"]
     cluster.apply(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubernaut.actions import ActionContext, ActionError, PreconditionFailed
+from kubernaut.actions import ActionContext, ActionError, NotRestorable, PreconditionFailed, registry
 from kubernaut.sandbox import SandboxCluster
 from tests.actions.conftest import ConflictOnce, bump_annotation
 from tests.actions.k8s_helpers import must_get, pods_of, ready, retry_ctx, run, wait_all_ready, workload
@@ -38,6 +38,61 @@ def test_delete_pod_deletes_bare_pod_undo_recreates(cluster: SandboxCluster, ctx
     # A retried step after the pod was deleted and recreated must not delete the successor.
     _, _, again = run(retry_ctx(ctx, result.undo), "delete_pod", namespace="demo", pod="bare")
     assert again.output["already_done"] is True and cluster.get("pods", "demo", "bare") is not None
+
+
+def bare(name: str, **container: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "demo", "labels": {"app": name}},
+        "spec": {"containers": [{"name": "main", "image": "busybox", **container}]},
+    }
+
+
+def test_delete_pod_undo_schedules_the_recreated_pod_afresh(
+    cluster: SandboxCluster, ctx: ActionContext
+) -> None:
+    """The recorded manifest carries the node the pod ran on; the recreated pod must not be pinned
+    there (that node may be the one being drained): the scheduler places it again."""
+    cluster.apply(bare("pinned"))
+    old = cluster.wait_until(
+        lambda: (p := cluster.get("pods", "demo", "pinned")) and p["spec"].get("nodeName") and p
+    )
+    node = old["spec"]["nodeName"]
+    action, params, result = run(ctx, "delete_pod", namespace="demo", pod="pinned")
+    assert result.undo["pod"]["spec"]["nodeName"] == node  # recorded as it was
+    run(ctx, "cordon_node", node=node)
+    assert action.undo(ctx, params, result.undo) == {"restored": True, "pod": "demo/pinned"}
+    new = cluster.wait_until(
+        lambda: (p := cluster.get("pods", "demo", "pinned")) and p["spec"].get("nodeName") and p
+    )
+    assert new["spec"]["nodeName"] != node and new["metadata"]["uid"] != old["metadata"]["uid"]
+    assert "deletionTimestamp" not in new["metadata"] and new["metadata"]["labels"] == {"app": "pinned"}
+
+
+def test_delete_pod_undo_waits_while_the_pod_terminates(cluster: SandboxCluster, ctx: ActionContext) -> None:
+    cluster.apply(bare("slow", lifecycle={"preStop": {"sleep": {"seconds": 1}}}))
+    cluster.wait_until(lambda: (p := cluster.get("pods", "demo", "slow")) and ready(p))
+    cls = registry.get("kubernetes", "delete_pod")
+    action, params = cls(), cls.Params.model_validate({"namespace": "demo", "pod": "slow"})
+    result = action.run(ctx, params)  # deleted, not yet waited for: Terminating
+    terminating = must_get(cluster, "pods", "demo", "slow")
+    assert terminating["metadata"]["deletionTimestamp"]
+    # Its name is taken until its kubelet has stopped it: the undo waits, then recreates it.
+    assert action.undo(ctx, params, result.undo) == {"restored": True, "pod": "demo/slow"}
+    again = must_get(cluster, "pods", "demo", "slow")
+    assert again["metadata"]["uid"] != terminating["metadata"]["uid"]
+
+
+def test_delete_owned_pod_undo_is_not_restorable(cluster: SandboxCluster, ctx: ActionContext) -> None:
+    pod = wait_all_ready(cluster, "web", 3)[0]["metadata"]["name"]
+    action, params, result = run(ctx, "delete_pod", namespace="demo", pod=pod)
+    for _ in range(2):
+        with pytest.raises(
+            NotRestorable, match=rf"pod demo/{pod} was deleted and its ReplicaSet web-\w+ replaced"
+        ):
+            action.undo(ctx, params, result.undo)
+    wait_all_ready(cluster, "web", 3)
 
 
 def test_delete_pod_dry_run_and_missing(

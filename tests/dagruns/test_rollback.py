@@ -81,8 +81,9 @@ def test_failure_at_any_step_restores_the_cluster(
 
     entries = journal(dr.run_id)
     assert all(e["undo_attempts"] == 1 for e in entries), entries  # exactly once
-    # Pods a drain evicted cannot come back: the node is uncordoned, the entry not_restorable.
-    one_way = {"kubernetes/drain_node"}
+    # Pods a drain evicted (the node is uncordoned) or a restart replaced cannot come back:
+    # those entries are not_restorable.
+    one_way = {"kubernetes/drain_node", "kubernetes/restart_pod"}
     assert all(
         e["undo_status"] in ("applied", "skipped")
         or (e["undo_status"] == "not_restorable" and e["action"] in one_way)

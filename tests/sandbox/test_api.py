@@ -136,8 +136,9 @@ def test_delete_returns_status_or_object(core: client.CoreV1Api, cluster: Sandbo
     assert status.status == "Success" and status.details.name == "web-config"
     pod_name = ready_pods(cluster, "demo", "app=api")[0]["metadata"]["name"]
     deleted = core.delete_namespaced_pod(pod_name, "demo")
-    assert deleted.metadata.name == pod_name
-    assert cluster.get("pods", "demo", pod_name) is None
+    # A running pod is deleted gracefully: Terminating until its kubelet has stopped it.
+    assert deleted.metadata.name == pod_name and deleted.metadata.deletion_timestamp is not None
+    cluster.wait_until(lambda: cluster.get("pods", "demo", pod_name) is None)
 
 
 def test_finalizers_delay_deletion(core: client.CoreV1Api) -> None:

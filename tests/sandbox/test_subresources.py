@@ -64,7 +64,9 @@ def test_eviction_deletes_pod(core: client.CoreV1Api, cluster: SandboxCluster) -
     name = ready_pods(cluster, "demo", "app=web")[0]["metadata"]["name"]
     body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace="demo"))
     core.create_namespaced_pod_eviction(name, "demo", body)
-    assert cluster.get("pods", "demo", name) is None
+    evicted = cluster.get("pods", "demo", name)  # graceful: Terminating, then gone
+    assert evicted is None or evicted["metadata"]["deletionTimestamp"]
+    cluster.wait_until(lambda: cluster.get("pods", "demo", name) is None)
 
 
 def test_eviction_honours_pdb(

@@ -1,24 +1,29 @@
-"""Node actions: cordon, uncordon, drain (Eviction API, PDBs honoured), taint, untaint."""
+"""Node actions: cordon, uncordon, drain (kubectl drain's rules, Eviction API, PDBs honoured),
+taint, untaint."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import Field
 
-from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, PreconditionFailed
+from kubernaut.actions.base import (
+    Action,
+    ActionContext,
+    ActionParams,
+    ActionResult,
+    NotRestorable,
+    PreconditionFailed,
+)
 from kubernaut.actions.registry import register
-from kubernaut.kube.clients import MERGE_PATCH, core, dry
-from kubernaut.kube.errors import api_errors, retry_on_conflict
 from kubernaut.kube.names import ObjectName
-from kubernaut.kube.objects import patch_object, read_object
-from kubernaut.kube.pods import controller_of
-from kubernaut.kube.waiting import wait_for
 from kubernaut.policy import Bounds, Target
+
+if TYPE_CHECKING:
+    from kubernetes import client
 
 MIRROR_POD = "kubernetes.io/config.mirror"
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
@@ -29,14 +34,18 @@ class NodeParams(ActionParams):
 
 
 def set_unschedulable(
-    ctx: ActionContext, node: str, value: bool, *, journal: bool
+    ctx: ActionContext, node: str, value: bool, *, journal: bool, extra: dict[str, Any] | None = None
 ) -> tuple[bool, dict[str, Any] | None]:
-    """Conditional merge patch of `spec.unschedulable`; returns (value before, undo record)."""
+    """Conditional merge patch of `spec.unschedulable`; returns (value before, undo record).
+    ``extra``: more prior state for the undo record (journaled before the patch)."""
+    from kubernaut.kube.clients import MERGE_PATCH, dry
+    from kubernaut.kube.errors import retry_on_conflict
+    from kubernaut.kube.objects import patch_object, read_object
 
     def attempt() -> tuple[bool, dict[str, Any] | None]:
         obj = read_object(ctx.api_client, "Node", None, node)
         before = bool(obj["spec"].get("unschedulable"))
-        undo = ctx.remember_prior({"unschedulable": before}) if journal else None
+        undo = ctx.remember_prior({"unschedulable": before, **(extra or {})}) if journal else None
         if before != value:
             patch = {
                 "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
@@ -50,6 +59,9 @@ def set_unschedulable(
 
 
 def wait_unschedulable(ctx: ActionContext, node: str, value: bool) -> None:
+    from kubernaut.kube.objects import read_object
+    from kubernaut.kube.waiting import wait_for
+
     def check() -> tuple[bool, bool]:
         seen = bool(read_object(ctx.api_client, "Node", None, node)["spec"].get("unschedulable"))
         return seen == value, seen
@@ -125,41 +137,125 @@ class DrainNodeParams(NodeParams):
     force: bool = Field(
         default=False, description="Also evict pods without a controller (they are not recreated)"
     )
+    delete_emptydir_data: bool = Field(
+        default=False, description="Also evict pods with emptyDir volumes (their data is lost)"
+    )
+    ignore_daemonsets: bool = Field(
+        default=True,
+        description="Leave DaemonSet pods (their controller ignores the cordon); false refuses the drain",
+    )
 
 
-def evictable_pods(ctx: ActionContext, node: str, *, force: bool) -> list[client.V1Pod]:
-    """Pods a drain evicts, as `kubectl drain --ignore-daemonsets`: DaemonSet-owned and mirror
-    pods are skipped; a bare pod refuses the drain unless ``force``."""
+def _name(pod: client.V1Pod) -> str:
+    return f"{pod.metadata.namespace}/{pod.metadata.name}"
+
+
+def _completed(pod: client.V1Pod) -> bool:
+    return bool(pod.status and pod.status.phase in ("Succeeded", "Failed"))
+
+
+def _has_emptydir(pod: client.V1Pod) -> bool:
+    volumes = (pod.spec.volumes if pod.spec else None) or []
+    return any(v.empty_dir is not None for v in volumes)
+
+
+@dataclass
+class DrainPlan:
+    """What `kubectl drain` does with each pod of a node."""
+
+    evict: list[client.V1Pod] = field(default_factory=list)  # running: the Eviction API (PDBs)
+    delete: list[client.V1Pod] = field(default_factory=list)  # completed: deleted, nothing to evict
+    terminating: list[client.V1Pod] = field(default_factory=list)  # being deleted already: waited for
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # DaemonSet and mirror pods
+    refused: dict[str, list[str]] = field(default_factory=dict)  # why the drain cannot go on
+
+    @property
+    def drained(self) -> list[client.V1Pod]:
+        return self.evict + self.delete + self.terminating
+
+
+REFUSALS = {
+    "daemonset": "DaemonSet pods (set ignore_daemonsets: true to leave them)",
+    "emptydir": "pods with emptyDir volumes, whose data would be lost (set delete_emptydir_data: true)",
+    "unmanaged": "pods without a controller, which nothing would recreate (set force: true to evict them)",
+}
+
+
+def pods_on_node(ctx: ActionContext, node: str) -> list[client.V1Pod]:
+    from kubernaut.kube.clients import core
+    from kubernaut.kube.errors import api_errors
+
     with api_errors(f"pods on node {node}"):
-        pods = core(ctx).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
-    result, bare = [], []
-    for pod in pods:
+        pods: list[client.V1Pod] = (
+            core(ctx).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        )
+    return pods
+
+
+def drain_plan(ctx: ActionContext, params: DrainNodeParams, *, strict: bool = True) -> DrainPlan:
+    """The pods of the node sorted as `kubectl drain` sorts them: mirror pods and (with
+    ignore_daemonsets) DaemonSet pods left; pods with emptyDir data or without a controller
+    refused unless allowed (completed pods never are); completed pods deleted, others evicted.
+    ``strict``: raise PreconditionFailed naming every refused pod."""
+    from kubernaut.kube.pods import controller_of
+
+    plan = DrainPlan()
+    for pod in pods_on_node(ctx, params.node):
+        name = _name(pod)
         if pod.metadata.deletion_timestamp is not None:
+            plan.terminating.append(pod)
             continue
         if MIRROR_POD in (pod.metadata.annotations or {}):
+            plan.skipped.setdefault("mirror", []).append(name)  # a static pod: its kubelet runs it
             continue
         owner = controller_of(pod.metadata)
         if owner is not None and owner.kind == "DaemonSet":
+            # Its controller ignores the cordon and would put it right back.
+            sorted_into = plan.skipped if params.ignore_daemonsets else plan.refused
+            sorted_into.setdefault("daemonset", []).append(name)
             continue
-        if owner is None:
-            bare.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
-        result.append(pod)
-    if bare and not force:
-        raise PreconditionFailed(
-            f"node {node} runs pods without a controller that nothing would recreate: "
-            f"{', '.join(sorted(bare))}; set force: true to evict them anyway"
+        if _completed(pod):
+            plan.delete.append(pod)
+            continue
+        refusals = []
+        if _has_emptydir(pod) and not params.delete_emptydir_data:
+            refusals.append("emptydir")
+        if owner is None and not params.force:
+            refusals.append("unmanaged")
+        for reason in refusals:
+            plan.refused.setdefault(reason, []).append(name)
+        if not refusals:
+            plan.evict.append(pod)
+    if strict and plan.refused:
+        problems = "; ".join(
+            f"{REFUSALS[reason]}: {', '.join(sorted(names))}"
+            for reason, names in sorted(plan.refused.items())
         )
-    return result
+        raise PreconditionFailed(f"node {params.node} cannot be drained: it runs {problems}")
+    return plan
+
+
+def _delete_options(pod: client.V1Pod, grace: int | None) -> client.V1DeleteOptions:
+    # The uid precondition: this pod, never a same-named successor.
+    from kubernetes import client
+
+    return client.V1DeleteOptions(
+        grace_period_seconds=grace, preconditions=client.V1Preconditions(uid=pod.metadata.uid)
+    )
 
 
 def evict(ctx: ActionContext, pod: client.V1Pod, grace: int | None) -> bool:
     """One eviction; False when a PodDisruptionBudget refuses it for now (429)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from kubernaut.kube.clients import core, dry
+    from kubernaut.kube.errors import api_errors
+
     namespace, name = pod.metadata.namespace, pod.metadata.name
     body = client.V1Eviction(
         metadata=client.V1ObjectMeta(name=name, namespace=namespace),
-        delete_options=client.V1DeleteOptions(
-            grace_period_seconds=grace, preconditions=client.V1Preconditions(uid=pod.metadata.uid)
-        ),
+        delete_options=_delete_options(pod, grace),
     )
     try:
         core(ctx).create_namespaced_pod_eviction(name, namespace, body, **dry(ctx))
@@ -173,6 +269,23 @@ def evict(ctx: ActionContext, pod: client.V1Pod, grace: int | None) -> bool:
     return True
 
 
+def delete_completed(ctx: ActionContext, pod: client.V1Pod, grace: int | None) -> None:
+    """A Succeeded or Failed pod holds nothing a budget protects: it is deleted, not evicted."""
+    from kubernetes.client.exceptions import ApiException
+
+    from kubernaut.kube.clients import core, dry
+    from kubernaut.kube.errors import api_errors
+
+    namespace, name = pod.metadata.namespace, pod.metadata.name
+    try:
+        core(ctx).delete_namespaced_pod(name, namespace, body=_delete_options(pod, grace), **dry(ctx))
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return
+        with api_errors(f"pod {namespace}/{name}"):
+            raise
+
+
 @register
 class DrainNode(Action[DrainNodeParams]):
     kind = "kubernetes"
@@ -180,43 +293,55 @@ class DrainNode(Action[DrainNodeParams]):
     Params = DrainNodeParams
     mutating = True
     summary = "Cordon a node and evict its pods through the Eviction API (PDBs honoured), like kubectl drain."
-    changes = "node `spec.unschedulable: true`; evicts its pods (not DaemonSet or mirror pods); 429 retried"
-    undo_doc = (
-        "uncordons the node if it was schedulable before (evicted pods are rescheduled by their owners)"
+    changes = (
+        "node `spec.unschedulable: true`; evicts its pods (not DaemonSet or mirror pods; emptyDir and "
+        "bare pods only when allowed), deletes its completed pods, 429 retried; waits until they are gone"
     )
-    dry_run_doc = "`dryRun=All` cordon and evictions (a PDB refusal is reported, not waited for)"
+    undo_doc = (
+        "uncordons the node if it was schedulable before; the evicted and deleted pods are not "
+        "restorable (their controllers recreate them elsewhere)"
+    )
+    dry_run_doc = "`dryRun=All` cordon, evictions and deletes (a PDB refusal is reported, not waited for)"
 
     def targets(self, ctx: ActionContext, params: DrainNodeParams) -> list[Target]:
         # The evicted pods are changed too, as consequences: only the Node is checked (see Target).
-        pods = evictable_pods(ctx, params.node, force=True)
+        plan = drain_plan(ctx, params, strict=False)
         return [Target("Node", None, params.node)] + [
             Target("Pod", p.metadata.namespace, p.metadata.name, check_labels=False, check_protection=False)
-            for p in pods
+            for p in plan.evict + plan.delete
         ]
 
     def bounds(self, ctx: ActionContext, params: DrainNodeParams) -> Bounds:
         return Bounds(cordon_nodes=(params.node,))
 
     def precheck(self, ctx: ActionContext, params: DrainNodeParams) -> None:
+        from kubernaut.kube.objects import read_object
+
         read_object(ctx.api_client, "Node", None, params.node)
-        evictable_pods(ctx, params.node, force=params.force)
+        drain_plan(ctx, params)
 
     def run(self, ctx: ActionContext, params: DrainNodeParams) -> ActionResult:
-        before, undo = set_unschedulable(ctx, params.node, True, journal=True)
-        pending = evictable_pods(ctx, params.node, force=params.force)
-        evicted: list[str] = []
+        plan = drain_plan(ctx, params)
+        # The pods it will take away are journaled with the cordon: the undo must name them.
+        doomed = [{"pod": _name(p), "uid": p.metadata.uid} for p in plan.evict + plan.delete]
+        before, undo = set_unschedulable(ctx, params.node, True, journal=True, extra={"pods": doomed})
+        plan = drain_plan(ctx, params)  # cordoned: what is on the node now is final
+        grace = params.grace_period_seconds
+        for pod in plan.delete:
+            delete_completed(ctx, pod, grace)
+        pending, evicted = list(plan.evict), []
         while pending:
             blocked = []
             for pod in pending:
-                if evict(ctx, pod, params.grace_period_seconds):
-                    evicted.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
+                if evict(ctx, pod, grace):
+                    evicted.append(_name(pod))
                 else:
                     blocked.append(pod)
             pending = blocked
             if not pending or ctx.dry_run:
                 break
             if ctx.remaining() <= ctx.poll_interval:
-                names = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}" for p in pending)
+                names = ", ".join(_name(p) for p in pending)
                 raise PreconditionFailed(
                     f"drain of node {params.node}: disruption budgets still refuse evicting {names}; "
                     "the node stays cordoned (undo uncordons it)"
@@ -226,22 +351,45 @@ class DrainNode(Action[DrainNodeParams]):
             "node": params.node,
             "unschedulable_before": before,
             "evicted": sorted(evicted),
-            "blocked_by_pdb": sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in pending),
+            "deleted_completed": sorted(_name(p) for p in plan.delete),
+            "terminating": sorted(_name(p) for p in plan.terminating),
+            "skipped": {k: sorted(v) for k, v in sorted(plan.skipped.items())},
+            "blocked_by_pdb": sorted(_name(p) for p in pending),
+            # verify waits until these are deleted from the API, not merely Terminating
+            "uids": sorted(p.metadata.uid for p in plan.drained),
             "dry_run": ctx.dry_run,
         }
         return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
 
     def verify(self, ctx: ActionContext, params: DrainNodeParams, result: ActionResult) -> None:
+        from kubernaut.kube.waiting import wait_for
+
         wait_unschedulable(ctx, params.node, True)
+        uids = set(result.output["uids"])
 
-        def drained() -> tuple[bool, list[str]]:
-            left = evictable_pods(ctx, params.node, force=True)
-            return not left, [f"{p.metadata.namespace}/{p.metadata.name}" for p in left]
+        def gone() -> tuple[bool, list[str]]:
+            left = [_name(p) for p in pods_on_node(ctx, params.node) if p.metadata.uid in uids]
+            return not left, left
 
-        wait_for(ctx, drained, what=f"drain of node {params.node}")
+        # kubectl drain's wait: an evicted pod is gone once the API has deleted it (its kubelet
+        # stopped it), not when it is marked Terminating.
+        wait_for(ctx, gone, what=f"drain of node {params.node} (evicted pods deleted)")
 
     def undo(self, ctx: ActionContext, params: DrainNodeParams, record: dict[str, Any]) -> dict[str, Any]:
-        return restore_schedulable(ctx, params.node, record)
+        restored = restore_schedulable(ctx, params.node, record)  # the node itself comes back first
+        still_here = {
+            p.metadata.uid for p in pods_on_node(ctx, params.node) if p.metadata.deletion_timestamp is None
+        }
+        lost = sorted(p["pod"] for p in record.get("pods") or [] if p["uid"] not in still_here)
+        if lost:
+            node_state = (
+                "uncordoned" if not record["unschedulable"] else "left cordoned, as it was before the drain"
+            )
+            raise NotRestorable(
+                f"node {params.node} {node_state}; the pods the drain took away cannot come back: "
+                f"{', '.join(lost)} (their controllers, if any, recreate them elsewhere)"
+            )
+        return restored
 
 
 # --- taints -----------------------------------------------------------------------------------
@@ -274,6 +422,9 @@ def write_taints(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
     """Read-modify-write of `spec.taints` (no merge key: the whole list is replaced, so the
     resourceVersion guards it). ``change`` maps the current list to the new one."""
+    from kubernaut.kube.clients import MERGE_PATCH, dry
+    from kubernaut.kube.errors import retry_on_conflict
+    from kubernaut.kube.objects import patch_object, read_object
 
     def attempt() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
         obj = read_object(ctx.api_client, "Node", None, node)
@@ -344,6 +495,9 @@ class TaintNode(_TaintAction, Action[TaintParams]):
         return ActionResult(output=output, undo=undo, changed=not same and not ctx.dry_run)
 
     def verify(self, ctx: ActionContext, params: TaintParams, result: ActionResult) -> None:
+        from kubernaut.kube.objects import read_object
+        from kubernaut.kube.waiting import wait_for
+
         wanted = result.output["taint"]
 
         def check() -> tuple[bool, list[Any]]:
@@ -377,6 +531,9 @@ class UntaintNode(_TaintAction, Action[UntaintParams]):
         return ActionResult(output=output, undo=undo, changed=bool(removed) and not ctx.dry_run)
 
     def verify(self, ctx: ActionContext, params: UntaintParams, result: ActionResult) -> None:
+        from kubernaut.kube.objects import read_object
+        from kubernaut.kube.waiting import wait_for
+
         def check() -> tuple[bool, list[Any]]:
             taints = read_object(ctx.api_client, "Node", None, params.node)["spec"].get("taints") or []
             return not any(_matches(t, params.key, params.effect) for t in taints), taints

@@ -6,19 +6,18 @@ import hashlib
 import secrets
 from typing import Annotated, Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import AfterValidator, Field
 
-from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, PreconditionFailed
+from kubernaut.actions.base import (
+    Action,
+    ActionContext,
+    ActionParams,
+    ActionResult,
+    NotRestorable,
+    PreconditionFailed,
+)
 from kubernaut.actions.registry import register
-from kubernaut.kube.clients import MERGE_PATCH, custom, dry
-from kubernaut.kube.discovery import resource_served
-from kubernaut.kube.errors import api_errors, retry_on_conflict
 from kubernaut.kube.names import NamespaceName, ObjectName
-from kubernaut.kube.objects import find_object, patch_object, read_object
-from kubernaut.kube.quantity import parse
-from kubernaut.kube.waiting import wait_for
 from kubernaut.policy import Target
 
 PVC = "PersistentVolumeClaim"
@@ -29,6 +28,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 
 
 def _positive_quantity(value: str) -> str:
+    from kubernaut.kube.quantity import parse
+
     if parse(value) <= 0:
         raise ValueError(f"{value!r} must be a positive quantity, e.g. 20Gi")
     return value
@@ -49,6 +50,8 @@ def capacity(pvc: dict[str, Any]) -> str | None:
 
 def read_bound_claim(ctx: ActionContext, namespace: str, name: str) -> dict[str, Any]:
     """The claim, refusing one that is not Bound (neither expandable nor snapshottable)."""
+    from kubernaut.kube.objects import read_object
+
     pvc = read_object(ctx.api_client, PVC, namespace, name)
     phase = (pvc.get("status") or {}).get("phase")
     if phase != "Bound":
@@ -78,13 +81,15 @@ class ExpandPvc(Action[ExpandPvcParams]):
         "PVC `spec.resources.requests.storage` (merge patch, resourceVersion); only grows; "
         "waits for `status.capacity` or `FileSystemResizePending`"
     )
-    undo_doc = "none: PersistentVolumeClaims cannot shrink (undo reports `restored: false`)"
+    undo_doc = "not restorable once grown: PersistentVolumeClaims cannot shrink"
     dry_run_doc = "`dryRun=All` patch"
 
     def targets(self, ctx: ActionContext, params: ExpandPvcParams) -> list[Target]:
         return [Target(PVC, params.namespace, params.pvc)]
 
     def precheck(self, ctx: ActionContext, params: ExpandPvcParams) -> None:
+        from kubernaut.kube.objects import find_object
+
         what = f"persistentvolumeclaim {params.namespace}/{params.pvc}"
         pvc = read_bound_claim(ctx, params.namespace, params.pvc)
         class_name = (pvc.get("spec") or {}).get("storageClassName")
@@ -100,6 +105,11 @@ class ExpandPvc(Action[ExpandPvcParams]):
             )
 
     def run(self, ctx: ActionContext, params: ExpandPvcParams) -> ActionResult:
+        from kubernaut.kube.clients import MERGE_PATCH, dry
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import patch_object, read_object
+        from kubernaut.kube.quantity import parse
+
         wanted = parse(params.size)
 
         def attempt() -> ActionResult:
@@ -133,6 +143,10 @@ class ExpandPvc(Action[ExpandPvcParams]):
         return retry_on_conflict(attempt)
 
     def verify(self, ctx: ActionContext, params: ExpandPvcParams, result: ActionResult) -> None:
+        from kubernaut.kube.objects import read_object
+        from kubernaut.kube.quantity import parse
+        from kubernaut.kube.waiting import wait_for
+
         wanted = parse(params.size)
 
         def check() -> tuple[bool, dict[str, Any]]:
@@ -152,8 +166,18 @@ class ExpandPvc(Action[ExpandPvcParams]):
         wait_for(ctx, check, what=f"expansion of persistentvolumeclaim {params.namespace}/{params.pvc}")
 
     def undo(self, ctx: ActionContext, params: ExpandPvcParams, record: dict[str, Any]) -> dict[str, Any]:
-        # Kubernetes rejects any decrease of a claim's request: there is nothing to restore.
-        return {"restored": False, "reason": "PersistentVolumeClaims cannot shrink"}
+        from kubernaut.kube.objects import read_object
+        from kubernaut.kube.quantity import parse
+
+        pvc = read_object(ctx.api_client, PVC, params.namespace, params.pvc)
+        current, before = requested_storage(pvc), record.get("storage")
+        if parse(current or "0") <= parse(before or "0"):
+            return {"restored": False, "reason": f"the claim still requests {current}: it was not grown"}
+        # Kubernetes rejects any decrease of a claim's request: the prior size cannot come back.
+        raise NotRestorable(
+            f"persistentvolumeclaim {params.namespace}/{params.pvc} now requests {current} "
+            f"(was {before}): PersistentVolumeClaims cannot shrink"
+        )
 
 
 # --- create_snapshot --------------------------------------------------------------------------
@@ -189,6 +213,11 @@ def derived_name(namespace: str, pvc: str) -> str:
 
 
 def get_snapshot(ctx: ActionContext, namespace: str, name: str) -> dict[str, Any] | None:
+    from kubernetes.client.exceptions import ApiException
+
+    from kubernaut.kube.clients import custom
+    from kubernaut.kube.errors import api_errors
+
     try:
         obj: dict[str, Any] = custom(ctx).get_namespaced_custom_object(
             SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, SNAPSHOTS, name
@@ -220,6 +249,12 @@ class CreateSnapshot(Action[CreateSnapshotParams]):
         return [Target(PVC, params.namespace, params.pvc)]
 
     def precheck(self, ctx: ActionContext, params: CreateSnapshotParams) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        from kubernaut.kube.clients import custom
+        from kubernaut.kube.discovery import resource_served
+        from kubernaut.kube.errors import api_errors
+
         if not resource_served(ctx.api_client, SNAPSHOT_GROUP, SNAPSHOT_VERSION, SNAPSHOTS):
             raise PreconditionFailed(
                 f"the cluster does not serve {SNAPSHOT_GROUP}/{SNAPSHOT_VERSION} {SNAPSHOTS}: install the "
@@ -268,6 +303,11 @@ class CreateSnapshot(Action[CreateSnapshotParams]):
     @staticmethod
     def _create(ctx: ActionContext, params: CreateSnapshotParams, name: str) -> bool:
         """Create the snapshot; False when it exists already (409)."""
+        from kubernetes.client.exceptions import ApiException
+
+        from kubernaut.kube.clients import custom, dry
+        from kubernaut.kube.errors import api_errors
+
         spec: dict[str, Any] = {"source": {"persistentVolumeClaimName": params.pvc}}
         if params.snapshot_class is not None:
             spec["volumeSnapshotClassName"] = params.snapshot_class
@@ -289,6 +329,8 @@ class CreateSnapshot(Action[CreateSnapshotParams]):
         return True
 
     def verify(self, ctx: ActionContext, params: CreateSnapshotParams, result: ActionResult) -> None:
+        from kubernaut.kube.waiting import wait_for
+
         name = result.output["snapshot"]
 
         def check() -> tuple[bool, dict[str, Any]]:
@@ -301,6 +343,12 @@ class CreateSnapshot(Action[CreateSnapshotParams]):
     def undo(
         self, ctx: ActionContext, params: CreateSnapshotParams, record: dict[str, Any]
     ) -> dict[str, Any]:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from kubernaut.kube.clients import custom, dry
+        from kubernaut.kube.errors import api_errors
+
         name = record["snapshot"]
         snapshot = get_snapshot(ctx, params.namespace, name)
         if snapshot is None:

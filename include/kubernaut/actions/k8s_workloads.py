@@ -21,22 +21,12 @@ from kubernaut.actions.base import (
 )
 from kubernaut.actions.kubernetes import RestartPod, RestartPodParams
 from kubernaut.actions.registry import register
-from kubernaut.kube.clients import JSON_PATCH, MERGE_PATCH, apps, dry
-from kubernaut.kube.errors import api_errors, retry_on_conflict
 from kubernaut.kube.names import NamespaceName, ObjectName
-from kubernaut.kube.objects import patch_object, read_object
-from kubernaut.kube.pods import selector_string
-from kubernaut.kube.quantity import format_quantity, parse, scaled
-from kubernaut.kube.waiting import wait_for
-from kubernaut.kube.workloads import (
-    RESTARTED_AT,
-    WorkloadKind,
-    now_rfc3339,
-    set_template_annotation,
-    template_annotation,
-    wait_workload_ready,
-)
 from kubernaut.policy import Bounds, Target
+
+# kube.workloads.WorkloadKind, spelled out: importing kube.workloads loads the kubernetes
+# client, which a parameter model (built when Airflow parses the DAG files) must not need.
+WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
 
 REVISION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -62,7 +52,10 @@ class DeletePod(RestartPod):
     Params = DeletePodParams
     summary = "Delete a pod (uid precondition); a bare pod is recreated from its manifest by undo."
     changes = "deletes the pod (uid precondition); a controller, if any, replaces it"
-    undo_doc = "recreates a pod without controller from its recorded manifest; an owned pod needs nothing"
+    undo_doc = (
+        "recreates a pod without controller from its recorded manifest (scheduled afresh: no nodeName); "
+        "an owned pod is not restorable (its controller made a new one)"
+    )
 
 
 # --- scale_statefulset ------------------------------------------------------------------------
@@ -78,6 +71,9 @@ def set_statefulset_replicas(
     ctx: ActionContext, namespace: str, name: str, replicas: int, *, journal: bool
 ) -> tuple[int, dict[str, Any] | None]:
     """Through /scale with the read resourceVersion; a conflict re-reads and retries."""
+    from kubernaut.kube.clients import apps, dry
+    from kubernaut.kube.errors import api_errors, retry_on_conflict
+
     api, what = apps(ctx), f"statefulset {namespace}/{name}"
 
     def attempt() -> tuple[int, dict[str, Any] | None]:
@@ -122,6 +118,8 @@ class ScaleStatefulSet(Action[ScaleStatefulSetParams]):
         )
 
     def verify(self, ctx: ActionContext, params: ScaleStatefulSetParams, result: ActionResult) -> None:
+        from kubernaut.kube.workloads import wait_workload_ready
+
         wait_workload_ready(
             ctx, "StatefulSet", params.namespace, params.statefulset, replicas=params.replicas
         )
@@ -146,6 +144,14 @@ def restart_workload(
     ctx: ActionContext, kind: WorkloadKind, namespace: str, name: str
 ) -> tuple[dict[str, Any], bool]:
     """`kubectl rollout restart`: stamp the pod template; returns (undo record, already_done)."""
+    from kubernaut.kube.errors import retry_on_conflict
+    from kubernaut.kube.objects import read_object
+    from kubernaut.kube.workloads import (
+        RESTARTED_AT,
+        now_rfc3339,
+        set_template_annotation,
+        template_annotation,
+    )
 
     def attempt() -> tuple[dict[str, Any], bool]:
         obj = read_object(ctx.api_client, kind, namespace, name)
@@ -166,6 +172,9 @@ def unrestart_workload(
     ctx: ActionContext, kind: WorkloadKind, namespace: str, name: str, previous: str | None
 ) -> dict[str, Any]:
     """Undo of a restart: the previous template annotation (the previous pod template) again."""
+    from kubernaut.kube.errors import retry_on_conflict
+    from kubernaut.kube.objects import read_object
+    from kubernaut.kube.workloads import RESTARTED_AT, set_template_annotation, template_annotation
 
     def attempt() -> dict[str, Any]:
         obj = read_object(ctx.api_client, kind, namespace, name)
@@ -199,6 +208,8 @@ class RestartDaemonSet(Action[DaemonSetParams]):
         return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
 
     def verify(self, ctx: ActionContext, params: DaemonSetParams, result: ActionResult) -> None:
+        from kubernaut.kube.workloads import wait_workload_ready
+
         wait_workload_ready(ctx, "DaemonSet", params.namespace, params.daemonset)
 
     def undo(self, ctx: ActionContext, params: DaemonSetParams, record: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +236,10 @@ def _revision(obj: dict[str, Any]) -> int:
 
 def revision_templates(ctx: ActionContext, dep: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Pod templates of the deployment's ReplicaSets by revision, `pod-template-hash` removed."""
+    from kubernaut.kube.clients import apps
+    from kubernaut.kube.errors import api_errors
+    from kubernaut.kube.pods import selector_string
+
     namespace, uid = dep["metadata"]["namespace"], dep["metadata"]["uid"]
     selector = selector_string((dep["spec"].get("selector") or {}).get("matchLabels"))
     with api_errors(f"replicasets of deployment {namespace}/{dep['metadata']['name']}"):
@@ -245,6 +260,9 @@ def revision_templates(ctx: ActionContext, dep: dict[str, Any]) -> dict[int, dic
 def replace_template(
     ctx: ActionContext, namespace: str, name: str, resource_version: str, template: dict[str, Any]
 ) -> None:
+    from kubernaut.kube.clients import JSON_PATCH, dry
+    from kubernaut.kube.objects import patch_object
+
     ops = guarded(resource_version, [{"op": "replace", "path": "/spec/template", "value": template}])
     patch_object(ctx.api_client, "Deployment", namespace, name, ops, JSON_PATCH, dry(ctx))
 
@@ -264,6 +282,9 @@ class RollbackDeployment(Action[RollbackDeploymentParams]):
         return [Target("Deployment", params.namespace, params.deployment)]
 
     def run(self, ctx: ActionContext, params: RollbackDeploymentParams) -> ActionResult:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
         def attempt() -> ActionResult:
             dep = read_object(ctx.api_client, "Deployment", params.namespace, params.deployment)
             current = dep["spec"]["template"]
@@ -296,11 +317,16 @@ class RollbackDeployment(Action[RollbackDeploymentParams]):
         return retry_on_conflict(attempt)
 
     def verify(self, ctx: ActionContext, params: RollbackDeploymentParams, result: ActionResult) -> None:
+        from kubernaut.kube.workloads import wait_workload_ready
+
         wait_workload_ready(ctx, "Deployment", params.namespace, params.deployment)
 
     def undo(
         self, ctx: ActionContext, params: RollbackDeploymentParams, record: dict[str, Any]
     ) -> dict[str, Any]:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
         def attempt() -> dict[str, Any]:
             dep = read_object(ctx.api_client, "Deployment", params.namespace, params.deployment)
             if dep["spec"]["template"] == record["template"]:
@@ -334,6 +360,8 @@ class IncreaseResourcesParams(ActionParams):
 
     @model_validator(mode="after")
     def _one_way(self) -> IncreaseResourcesParams:
+        from kubernaut.kube.quantity import parse
+
         if (self.factor is None) == (not self.requests and not self.limits):
             raise ValueError("give either factor or absolute requests/limits, not both or neither")
         for value in [*self.requests.values(), *self.limits.values()]:
@@ -352,6 +380,8 @@ def _container_index(obj: dict[str, Any], container: str, what: str) -> int:
 
 def new_resources(current: dict[str, Any], params: IncreaseResourcesParams) -> tuple[dict[str, Any], float]:
     """The container's new `resources` and the largest increase factor (for the policy)."""
+    from kubernaut.kube.quantity import format_quantity, parse, scaled
+
     result = copy.deepcopy(current)
     largest = 1.0
     if params.factor is not None:
@@ -364,6 +394,7 @@ def new_resources(current: dict[str, Any], params: IncreaseResourcesParams) -> t
                 f"container {params.container!r} has no {'/'.join(params.resources)} "
                 "requests or limits to scale; give absolute values instead"
             )
+        _check_requests_within_limits(result, params)
         return result, params.factor
     for section, values in (("requests", params.requests), ("limits", params.limits)):
         for res, value in values.items():
@@ -377,7 +408,22 @@ def new_resources(current: dict[str, Any], params: IncreaseResourcesParams) -> t
                 if parse(str(old)) > 0:
                     largest = max(largest, float(new / parse(str(old))))
             result.setdefault(section, {})[res] = format_quantity(res, new)
+    _check_requests_within_limits(result, params)
     return result, largest
+
+
+def _check_requests_within_limits(resources: dict[str, Any], params: IncreaseResourcesParams) -> None:
+    """The API server answers 422 to a request above its limit: refuse before calling it."""
+    from kubernaut.kube.quantity import parse
+
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    for res in sorted(set(requests) & set(limits)):
+        if parse(str(requests[res])) > parse(str(limits[res])):
+            raise PreconditionFailed(
+                f"{params.kind.lower()} {params.namespace}/{params.name} container {params.container!r}: "
+                f"requests.{res} {requests[res]} would exceed limits.{res} {limits[res]}, which the API "
+                f"server refuses; raise limits.{res} to at least {requests[res]} as well"
+            )
 
 
 @register
@@ -387,7 +433,10 @@ class IncreaseResources(Action[IncreaseResourcesParams]):
     Params = IncreaseResourcesParams
     mutating = True
     summary = "Raise cpu/memory requests and limits of one container of a workload (factor or absolute)."
-    changes = "one container's `resources` (JSON patch on its index, `test` of its name, resourceVersion)"
+    changes = (
+        "one container's `resources` (JSON patch on its index, `test` of its name, resourceVersion); "
+        "requests above limits are refused before the call"
+    )
     undo_doc = "restores the container's recorded `resources`"
     dry_run_doc = "`dryRun=All` patch"
 
@@ -395,6 +444,8 @@ class IncreaseResources(Action[IncreaseResourcesParams]):
         return [Target(params.kind, params.namespace, params.name)]
 
     def bounds(self, ctx: ActionContext, params: IncreaseResourcesParams) -> Bounds:
+        from kubernaut.kube.objects import read_object
+
         if params.factor is not None:
             return Bounds(resource_factor=params.factor)
         obj = read_object(ctx.api_client, params.kind, params.namespace, params.name)
@@ -414,6 +465,9 @@ class IncreaseResources(Action[IncreaseResourcesParams]):
         index: int,
         resources: dict[str, Any],
     ) -> None:
+        from kubernaut.kube.clients import JSON_PATCH, dry
+        from kubernaut.kube.objects import patch_object
+
         path = f"/spec/template/spec/containers/{index}"
         ops = guarded(
             obj["metadata"]["resourceVersion"],
@@ -426,6 +480,9 @@ class IncreaseResources(Action[IncreaseResourcesParams]):
         patch_object(ctx.api_client, params.kind, params.namespace, params.name, ops, JSON_PATCH, dry(ctx))
 
     def run(self, ctx: ActionContext, params: IncreaseResourcesParams) -> ActionResult:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
         def attempt() -> ActionResult:
             obj = read_object(ctx.api_client, params.kind, params.namespace, params.name)
             index = _container_index(obj, params.container, self._what(params))
@@ -449,11 +506,16 @@ class IncreaseResources(Action[IncreaseResourcesParams]):
         return retry_on_conflict(attempt)
 
     def verify(self, ctx: ActionContext, params: IncreaseResourcesParams, result: ActionResult) -> None:
+        from kubernaut.kube.workloads import wait_workload_ready
+
         wait_workload_ready(ctx, params.kind, params.namespace, params.name)
 
     def undo(
         self, ctx: ActionContext, params: IncreaseResourcesParams, record: dict[str, Any]
     ) -> dict[str, Any]:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
         def attempt() -> dict[str, Any]:
             obj = read_object(ctx.api_client, params.kind, params.namespace, params.name)
             index = _container_index(obj, record["container"], self._what(params))
@@ -489,6 +551,9 @@ def _hpa_bounds(hpa: dict[str, Any]) -> dict[str, int | None]:
 def set_hpa_bounds(
     ctx: ActionContext, namespace: str, name: str, hpa: dict[str, Any], wanted: dict[str, int | None]
 ) -> None:
+    from kubernaut.kube.clients import MERGE_PATCH, dry
+    from kubernaut.kube.objects import patch_object
+
     patch = {"metadata": {"resourceVersion": hpa["metadata"]["resourceVersion"]}, "spec": wanted}
     patch_object(ctx.api_client, "HorizontalPodAutoscaler", namespace, name, patch, MERGE_PATCH, dry(ctx))
 
@@ -511,6 +576,9 @@ class UpdateHpa(Action[UpdateHpaParams]):
         return Bounds(replicas=max(params.max_replicas or 0, params.min_replicas or 0))
 
     def run(self, ctx: ActionContext, params: UpdateHpaParams) -> ActionResult:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
         def attempt() -> ActionResult:
             hpa = read_object(ctx.api_client, "HorizontalPodAutoscaler", params.namespace, params.hpa)
             before = _hpa_bounds(hpa)
@@ -537,6 +605,9 @@ class UpdateHpa(Action[UpdateHpaParams]):
         return retry_on_conflict(attempt)
 
     def verify(self, ctx: ActionContext, params: UpdateHpaParams, result: ActionResult) -> None:
+        from kubernaut.kube.objects import read_object
+        from kubernaut.kube.waiting import wait_for
+
         wanted = result.output["after"]
 
         def check() -> tuple[bool, dict[str, int | None]]:
@@ -548,6 +619,9 @@ class UpdateHpa(Action[UpdateHpaParams]):
         wait_for(ctx, check, what=f"hpa {params.namespace}/{params.hpa} bounds {wanted}")
 
     def undo(self, ctx: ActionContext, params: UpdateHpaParams, record: dict[str, Any]) -> dict[str, Any]:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
         def attempt() -> dict[str, Any]:
             hpa = read_object(ctx.api_client, "HorizontalPodAutoscaler", params.namespace, params.hpa)
             if _hpa_bounds(hpa) == record:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -45,12 +47,37 @@ def api_errors(what: str) -> Iterator[None]:
         raise ActionError(f"{what}: API error {exc.status}: {_reason(exc)}") from exc
 
 
-def retry_on_conflict(fn: Callable[[], T], attempts: int = 5) -> T:
-    """Optimistic concurrency: re-read and re-apply when another writer got there first."""
+CONFLICT_ATTEMPTS = 5
+BACKOFF_BASE = 0.05  # seconds: the first retry waits up to this long
+BACKOFF_CAP = 1.0  # seconds: no single wait is longer
+
+
+def backoff_delay(retry: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """The upper bound of the wait before retry number ``retry`` (0-based): exponential, capped."""
+    return float(min(cap, base * 2**retry))
+
+
+def retry_on_conflict(
+    fn: Callable[[], T],
+    attempts: int = CONFLICT_ATTEMPTS,
+    *,
+    base: float = BACKOFF_BASE,
+    cap: float = BACKOFF_CAP,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = random.random,
+) -> T:
+    """Optimistic concurrency: re-read and re-apply when another writer got there first.
+
+    Between attempts it waits a random time in [0, min(cap, base * 2**retry)) ("full jitter"),
+    so writers that collided do not collide again in lock step; after ``attempts`` conflicts
+    the last Conflict is raised."""
+    if attempts < 1:
+        raise ValueError(f"retry_on_conflict: attempts must be at least 1, got {attempts}")
     for attempt in range(attempts):
         try:
             return fn()
         except Conflict:
             if attempt == attempts - 1:
                 raise
+            sleep(jitter() * backoff_delay(attempt, base, cap))
     raise AssertionError("unreachable")

@@ -205,8 +205,10 @@ class SandboxCluster:
         )
 
     def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        """Delete at once, like `kubectl delete --force --grace-period=0` (a pod deleted through
+        the API terminates gracefully instead)."""
         spec = resolve(kind)
-        self.call(lambda: self.emulator.store.delete(spec, namespace, name))
+        self.call(lambda: self.emulator.store.delete(spec, namespace, name, grace_period_seconds=0))
 
     def inject_fault(
         self,
@@ -216,8 +218,11 @@ class SandboxCluster:
         *,
         statefulset: str | None = None,
         daemonset: str | None = None,
+        memory: str | None = None,
+        container: str | None = None,
     ) -> dict[str, Any]:
-        """Inject a fault (`crashloop`, `oom`, `unready`) into a workload's pods; see `faults.py`."""
+        """Inject a fault (`crashloop`, `oom`, `unready`) into a workload's pods; see `faults.py`
+        (`memory`, `container`: what the oom fault's container needs, and which one)."""
         kind, name = next(
             (
                 (k, n)
@@ -232,7 +237,11 @@ class SandboxCluster:
         )
         if not name:
             raise ValueError("A deployment, statefulset or daemonset name is required.")
-        return self.call(lambda: self.emulator.inject_fault(type_, namespace, name, kind))
+        return self.call(
+            lambda: self.emulator.inject_fault(
+                type_, namespace, name, kind, memory=memory, container=container
+            )
+        )
 
     def faults(self) -> builtins.list[dict[str, Any]]:
         return self.call(lambda: [fault.to_dict() for fault in self.emulator.faults.faults])

@@ -52,6 +52,16 @@ def _drop_empty_maps(obj: dict[str, Any]) -> None:
                     del meta[key]
 
 
+def pod_grace_period(pod: dict[str, Any], requested: int | None) -> int:
+    """The grace period the real API gives a pod's deletion: none for a pod that never ran
+    (unscheduled) or has finished; else the requested one (negative: 1), or its spec's."""
+    if not pod["spec"].get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return 0
+    if requested is not None:
+        return 1 if requested < 0 else requested
+    return int(pod["spec"].get("terminationGracePeriodSeconds", 30))
+
+
 def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
     """Everything that counts for metadata.generation: all but metadata, status, and type info."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
@@ -233,7 +243,14 @@ class Store:
         else:
             result = new
             meta = result["metadata"]
-            for field in ("uid", "creationTimestamp", "namespace", "deletionTimestamp", "generation"):
+            for field in (
+                "uid",
+                "creationTimestamp",
+                "namespace",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ):
                 if field in current["metadata"]:
                     meta[field] = current["metadata"][field]
                 else:
@@ -256,31 +273,47 @@ class Store:
         result["metadata"]["resourceVersion"] = self._next_revision()
         key = self.key(spec, namespace, name)
         self._objects[key] = result
-        if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers"):
-            del self._objects[key]  # the last finalizer is removed: the deletion completes
+        meta = result["metadata"]
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not meta.get("deletionGracePeriodSeconds")
+        ):
+            # The last finalizer is removed: the deletion completes (a pod still in its grace
+            # period stays until its kubelet deletes it).
+            del self._objects[key]
             self._publish("DELETED", key, current, result)
         else:
             self._publish("MODIFIED", key, current, result)
         return copy.deepcopy(result)
 
     def delete(
-        self, spec: ResourceSpec, namespace: str | None, name: str, *, dry_run: bool = False
+        self,
+        spec: ResourceSpec,
+        namespace: str | None,
+        name: str,
+        *,
+        dry_run: bool = False,
+        grace_period_seconds: int | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Delete, or mark for deletion if finalizers exist. Returns the last state and whether it is gone."""
+        """
+        Delete, or mark for deletion. Returns the last state and whether it is gone.
+
+        As in the real API, an object with finalizers is only marked (deletionTimestamp), and a
+        running pod is deleted gracefully: it is marked with its grace period and stays,
+        Terminating, until its kubelet (the controller) has stopped it and deletes it with grace
+        period 0. A second delete may only shorten the grace period; 0 removes it at once.
+        """
         current = self.require(spec, namespace, name)
         key = self.key(spec, namespace, name)
-        if current["metadata"].get("finalizers"):
-            if current["metadata"].get("deletionTimestamp"):
-                return copy.deepcopy(current), False
-            marked = copy.deepcopy(current)
-            marked["metadata"]["deletionTimestamp"] = now_rfc3339()
-            marked["metadata"]["deletionGracePeriodSeconds"] = 0
-            if dry_run:
-                return marked, False
-            marked["metadata"]["resourceVersion"] = self._next_revision()
-            self._objects[key] = marked
-            self._publish("MODIFIED", key, current, marked)
-            return copy.deepcopy(marked), False
+        meta = current["metadata"]
+        grace = pod_grace_period(current, grace_period_seconds) if spec.plural == "pods" else 0
+        finalizers = bool(meta.get("finalizers"))
+        if grace > 0 or finalizers:
+            terminating = meta.get("deletionTimestamp") is not None
+            if terminating and grace >= int(meta.get("deletionGracePeriodSeconds") or 0):
+                return copy.deepcopy(current), False  # already terminating at least that fast
+            return self._mark_deleted(key, current, grace, dry_run), False
         if dry_run:
             return copy.deepcopy(current), True
         if spec.plural == "namespaces":
@@ -290,6 +323,20 @@ class Store:
         gone["metadata"]["resourceVersion"] = self._next_revision()
         self._publish("DELETED", key, current, gone)
         return gone, True
+
+    def _mark_deleted(
+        self, key: ObjectKey, current: dict[str, Any], grace: int, dry_run: bool
+    ) -> dict[str, Any]:
+        marked = copy.deepcopy(current)
+        deadline = datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(seconds=grace)
+        marked["metadata"]["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+        marked["metadata"]["deletionGracePeriodSeconds"] = grace
+        if dry_run:
+            return marked
+        marked["metadata"]["resourceVersion"] = self._next_revision()
+        self._objects[key] = marked
+        self._publish("MODIFIED", key, current, marked)
+        return copy.deepcopy(marked)
 
     def _delete_namespace_contents(self, namespace: str) -> None:
         # The real namespace controller does this asynchronously; immediate is good enough here.
