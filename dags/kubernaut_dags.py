@@ -1,6 +1,8 @@
-"""Airflow DAG entry file: one DAG per remediation template in ``templates/``.
+"""Airflow DAG entry file: one DAG per valid remediation template in ``templates/``.
 
-Set KUBERNAUT_TEMPLATES_DIR to load templates from elsewhere.
+Broken templates are reported by kubernaut_template_errors.py (an import error here would
+make Airflow mark every DAG of this file stale). Set KUBERNAUT_TEMPLATES_DIR to load
+templates from elsewhere.
 """
 
 from pathlib import Path
