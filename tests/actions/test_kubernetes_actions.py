@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
-from kubernaut.actions import ActionContext, ActionError, PreconditionFailed, registry
+from kubernaut.actions import ActionContext, ActionError, NotRestorable, PreconditionFailed, registry
 from kubernaut.sandbox import SandboxCluster
+from kubernaut.sandbox.store import now_rfc3339
+from tests.actions.conftest import ConflictOnce
 from tests.actions.k8s_helpers import must_get
+from tests.actions.k8s_helpers import run as run_action
 
 
 def run(ctx: ActionContext, name: str, **params: Any) -> Any:
@@ -51,9 +54,28 @@ def test_get_pod_status_reports_crashloop_and_owner(cluster: SandboxCluster, ctx
     assert result.undo is None and not result.changed
 
 
+def test_get_pod_status_names_the_oom_killed_container(cluster: SandboxCluster, ctx: ActionContext) -> None:
+    pod = wait_all_ready(cluster, "api", 2)[0]
+    name = pod["metadata"]["name"]
+    cluster.inject_fault("oom", namespace="demo", deployment="api")
+    cluster.wait_until(lambda: not ready(cluster.get("pods", "demo", name) or {}))
+    _, _, result = run(ctx, "get_pod_status", namespace="demo", pod=name)
+    out = result.output
+    assert out["oomKilled"] == ["api"] and out["deployment"] == "api"
+    [container] = out["containers"]
+    assert container["lastTerminationReason"] == "OOMKilled" and container["lastExitCode"] == 137
+    assert container["oomKilled"] is True and container["restartCount"] >= 1
+    assert out["created"] == pod["metadata"]["creationTimestamp"] <= out["observedAt"]
+    healthy = wait_all_ready(cluster, "web", 3)[0]["metadata"]["name"]
+    _, _, result = run(ctx, "get_pod_status", namespace="demo", pod=healthy)
+    assert result.output["oomKilled"] == [] and result.output["containers"][0]["lastExitCode"] is None
+
+
 def test_get_pod_status_of_missing_pod(ctx: ActionContext) -> None:
     _, _, result = run(ctx, "get_pod_status", namespace="demo", pod="nope-12345")
+    observed = result.output.pop("observedAt")
     assert result.output == {"exists": False, "name": "nope-12345", "namespace": "demo"}
+    assert observed == now_rfc3339() or observed < now_rfc3339()  # the API server's Date, in seconds
 
 
 def test_invalid_names_are_refused_before_any_call() -> None:
@@ -77,9 +99,10 @@ def test_restart_pod_replaces_the_pod_and_undo_is_harmless(
     assert cluster.get("pods", "demo", name) is None
     after = wait_all_ready(cluster, "web", 3)
     assert name not in {p["metadata"]["name"] for p in after}
-    # An owned pod is recreated by its controller: undo changes nothing, twice.
+    # An owned pod was replaced by its controller: the deleted pod is not restorable (twice alike).
     for _ in range(2):
-        assert action.undo(ctx, params, result.undo)["restored"] is False
+        with pytest.raises(NotRestorable, match="replaced it with a new pod"):
+            action.undo(ctx, params, result.undo)
     assert len(pods_of(cluster, "web")) == 3
 
 
@@ -172,3 +195,44 @@ def test_get_pod_logs_returns_text_lines(cluster: SandboxCluster, ctx: ActionCon
     expected = cluster.logs("demo", pod, "web").splitlines()[-2:]
     assert result.output == {"lines": expected, "count": 2}
     assert not any(line.startswith("b'") for line in result.output["lines"])
+
+
+# --- increase_resources: requests above limits are refused before the API is called ---
+
+
+def test_increase_resources_refuses_requests_above_limits_before_calling(
+    cluster: SandboxCluster, ctx: ActionContext, dry_ctx: ActionContext, conflict_once: ConflictOnce
+) -> None:
+    before = must_get(cluster, "deployments", "demo", "api")["spec"]["template"]["spec"]["containers"][0]
+    for context in (ctx, dry_ctx):
+        with pytest.raises(
+            PreconditionFailed,
+            match=r"deployment demo/api container 'api': requests.memory 512Mi would exceed "
+            r"limits.memory 256Mi, which the API server refuses; raise limits.memory to at least 512Mi",
+        ):
+            run_action(
+                context,
+                "increase_resources",
+                namespace="demo",
+                name="api",
+                container="api",
+                requests={"memory": "512Mi"},
+            )
+    assert conflict_once.writes == []  # nothing was sent: no 422 to interpret afterwards
+    after = must_get(cluster, "deployments", "demo", "api")["spec"]["template"]["spec"]["containers"][0]
+    assert after["resources"] == before["resources"]
+    # The same request together with a limit that covers it is made.
+    _, _, result = run_action(
+        ctx,
+        "increase_resources",
+        namespace="demo",
+        name="api",
+        container="api",
+        requests={"memory": "512Mi"},
+        limits={"memory": "512Mi"},
+    )
+    assert result.output["resources"] == {
+        "requests": {"cpu": "50m", "memory": "512Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    assert [method for method, _ in conflict_once.writes] == ["PATCH"]

@@ -4,6 +4,7 @@ with the Airflow metadata DB on the real PostgreSQL, and fixes what it is for.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,13 @@ def pods(cluster: SandboxCluster, app: str) -> list[dict[str, Any]]:
 def settle(cluster: SandboxCluster, app: str, count: int) -> list[dict[str, Any]]:
     cluster.wait_until(lambda: len(pods(cluster, app)) == count and all(map(ready, pods(cluster, app))))
     return pods(cluster, app)
+
+
+def oom_killed(pod: dict[str, Any]) -> bool:
+    return any(
+        (s.get("lastState") or {}).get("terminated", {}).get("reason") == "OOMKilled"
+        for s in pod.get("status", {}).get("containerStatuses", [])
+    )
 
 
 def crashloop(cluster: SandboxCluster, app: str) -> list[dict[str, Any]]:
@@ -85,9 +93,13 @@ def run_dag(dagbag: Any, dag_id: str, conf: dict[str, Any]) -> tuple[str, str, d
 Scenario = tuple[Callable[[SandboxCluster], dict[str, Any]], Callable[[SandboxCluster, dict[str, Any]], None]]
 
 
+# The pod-crash template's validation watches the pod for stable_for (30s by default).
+POD_CRASH_PARAMS = {"stable_for": "2s"}
+
+
 def _pod_crash_prepare(cluster: SandboxCluster) -> dict[str, Any]:
     victim = crashloop(cluster, "web")[0]["metadata"]["name"]
-    return alert("KubePodCrashLooping", pod=victim, container="web")
+    return {**alert("KubePodCrashLooping", pod=victim, container="web"), "params": POD_CRASH_PARAMS}
 
 
 def _pod_crash_check(cluster: SandboxCluster, conf: dict[str, Any]) -> None:
@@ -109,13 +121,25 @@ def _mismatch_check(cluster: SandboxCluster, conf: dict[str, Any]) -> None:
 
 
 def _oom_prepare(cluster: SandboxCluster) -> dict[str, Any]:
-    victim = settle(cluster, "api", 2)[0]["metadata"]["name"]
-    return alert("KubePodOOMKilled", pod=victim)
+    settle(cluster, "api", 2)
+    # The api container needs 400Mi but is limited to 256Mi: the kernel kills it again and again.
+    cluster.inject_fault("oom", namespace="demo", deployment="api", memory="400Mi")
+    cluster.wait_until(lambda: len(pods(cluster, "api")) == 2 and all(map(oom_killed, pods(cluster, "api"))))
+    victim = pods(cluster, "api")[0]["metadata"]["name"]
+    return {**alert("KubePodOOMKilled", pod=victim, container="api"), "params": {"observe": "3s"}}
 
 
 def _oom_check(cluster: SandboxCluster, conf: dict[str, Any]) -> None:
-    assert cluster.get("deployments", "demo", "api")["spec"]["replicas"] == 3
-    settle(cluster, "api", 3)
+    # The fault is gone: the doubled limit covers the need, no pod is OOM-killed or restarts.
+    after = settle(cluster, "api", 2)
+    assert not any(map(oom_killed, after)) and not any(map(crashing, after))
+    assert {s["restartCount"] for p in after for s in p["status"]["containerStatuses"]} == {0}
+    dep = cluster.get("deployments", "demo", "api")
+    assert dep["spec"]["replicas"] == 2  # not scaled: more pods of the same size would also run out
+    assert dep["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "50m", "memory": "512Mi"},
+        "limits": {"memory": "512Mi"},
+    }
 
 
 def _restart_prepare(cluster: SandboxCluster) -> dict[str, Any]:
@@ -191,9 +215,8 @@ def test_template_remediates_under_dag_test(name: str, dagbag: Any, cluster: San
 
 def test_condition_skips_restart_of_a_healthy_pod(dagbag: Any, cluster: SandboxCluster) -> None:
     victim = settle(cluster, "web", 3)[0]["metadata"]["name"]
-    state, run_id, states = run_dag(
-        dagbag, "kubernaut_pod_crash_recovery", alert("KubePodCrashLooping", pod=victim)
-    )
+    conf = {**alert("KubePodCrashLooping", pod=victim), "params": POD_CRASH_PARAMS}
+    state, run_id, states = run_dag(dagbag, "kubernaut_pod_crash_recovery", conf)
     assert state == "success"
     assert states == {
         "assess-pod-state": "success",
@@ -231,3 +254,55 @@ def test_dry_run_changes_nothing(dagbag: Any, cluster: SandboxCluster) -> None:
         cluster.get("deployments", "demo", "api")["spec"]["template"]["metadata"].get("annotations") or {}
     )
     assert "kubectl.kubernetes.io/restartedAt" not in annotations
+
+
+def test_pod_crash_validation_fails_when_the_replacement_crash_loops_too(
+    dagbag: Any, cluster: SandboxCluster
+) -> None:
+    """A bad rollout lowered web's memory limit below what it needs: its new pods are
+    OOM-killed while the old ReplicaSet's pods stay Ready. Restarting the alerting pod
+    brings a replacement that crash-loops the same way: the run fails; the old Ready pods
+    are no replacement."""
+    settle(cluster, "web", 3)
+    cluster.inject_fault("oom", namespace="demo", deployment="web", memory="100Mi")
+    dep = cluster.get("deployments", "demo", "web")
+    dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "64Mi"
+    dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = "64Mi"
+    cluster.apply(dep)
+    cluster.wait_until(lambda: sum(map(crashing, pods(cluster, "web"))) == 3)
+    victim = next(p for p in pods(cluster, "web") if crashing(p))["metadata"]["name"]
+    assert sum(map(ready, pods(cluster, "web"))) == 3  # the old ReplicaSet's pods
+    conf = {
+        **alert("KubePodCrashLooping", pod=victim, container="web"),
+        "params": {"wait_timeout": "5s", "stable_for": "1s"},
+    }
+    state, _, states = run_dag(dagbag, "kubernaut_pod_crash_recovery", conf)
+    assert state == "failed"
+    assert states["restart-pod"] == "success" and states["validate-recovery"] == "failed", states
+    assert cluster.get("pods", "demo", victim) is None
+    replacements = [
+        p
+        for p in pods(cluster, "web")
+        if p["spec"]["containers"][0]["resources"]["limits"]["memory"] == "64Mi"
+    ]
+    assert len(replacements) == 3 and all(map(oom_killed, replacements))
+
+
+def test_oom_memory_factor_is_bounded_by_the_policy(
+    dagbag: Any, cluster: SandboxCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernaut.history import History
+
+    config = tmp_path / "kubernaut.yaml"
+    config.write_text("policy: {max_resource_factor: 1.5}\n")  # the template doubles the memory
+    monkeypatch.setenv("KUBERNAUT_CONFIG", str(config))
+    state, run_id, states = run_dag(dagbag, "kubernaut_oom_resource_exhaustion", _oom_prepare(cluster))
+    assert state == "failed" and states["raise-memory-limit"] == "failed", states
+    dep = cluster.get("deployments", "demo", "api")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"memory": "256Mi"}
+    run = History().run(run_id)
+    assert run is not None
+    step = {s["step"]: s for s in run["steps"]}["raise-memory-limit"]
+    assert step["result"]["policy_violation"]["rule"] == "max_resource_factor"
+    assert "factor 2 exceeds the limit of 1.5" in step["error"]
+    assert run["undo"] == []  # refused before anything was journaled or changed

@@ -126,24 +126,46 @@ def test_one_alert_one_run_fixes_the_fault_and_redelivery_adds_none(stack: LiveS
 
 def test_failed_run_rolls_back_on_the_live_stack(stack: LiveStack) -> None:
     """Rollback on the full system (scheduler, LocalExecutor workers, PostgreSQL): a run
-    whose last step fails undoes the scale-out, shows the rollback task, ends failed, and
-    the history says rolled_back with the undo applied once."""
+    whose last step fails undoes the raised memory limit, shows the rollback task, ends
+    failed, and the history says rolled_back with the undo applied once."""
     assert stack.airflow is not None and stack.sandbox is not None
     api = stack.airflow.client()
     dag = "kubernaut_oom_resource_exhaustion"
     wait(lambda: api.get(f"/dags/{dag}").status_code == 200, 120, "DAGs to be parsed")
     api.patch(f"/dags/{dag}", json={"is_paused": False}).raise_for_status()
-    pods = stack.sandbox.get("/api/v1/namespaces/demo/pods?labelSelector=app%3Dapi")["items"]
-    replicas_before = stack.sandbox.get("/apis/apps/v1/namespaces/demo/deployments/api")["spec"]["replicas"]
+    deployment = "/apis/apps/v1/namespaces/demo/deployments/api"
+
+    def resources() -> dict[str, Any]:
+        found: dict[str, Any] = stack.sandbox.get(deployment)["spec"]["template"]["spec"]["containers"][0]
+        return dict(found["resources"])
+
+    def oom_killed_pods() -> list[str]:
+        pods = stack.sandbox.get("/api/v1/namespaces/demo/pods?labelSelector=app%3Dapi")["items"]
+        return [
+            p["metadata"]["name"]
+            for p in pods
+            if any(
+                (s.get("lastState") or {}).get("terminated", {}).get("reason") == "OOMKilled"
+                for s in p.get("status", {}).get("containerStatuses", [])
+            )
+        ]
+
+    before = resources()
+    stack.sandbox.inject_fault("oom", "demo", "api")  # needs more than its limit: OOM-killed
+    victim = wait(lambda: oom_killed_pods(), 60, "an OOM-killed api pod")[0]
     alert = {
         "status": "firing",
-        "labels": {"alertname": "KubePodOOMKilled", "namespace": "demo", "pod": pods[0]["metadata"]["name"]},
+        "labels": {"alertname": "KubePodOOMKilled", "namespace": "demo", "pod": victim, "container": "api"},
         "fingerprint": "rollback-live",
     }
     body = {
         "dag_run_id": "rollback-live-1",
         "logical_date": None,
-        "conf": {"alert": alert, "inject_failure": {"step": "validate-capacity"}},
+        "conf": {
+            "alert": alert,
+            "inject_failure": {"step": "validate-no-oom-kills"},
+            "params": {"observe": "5s"},
+        },
     }
     api.post(f"/dags/{dag}/dagRuns", json=body).raise_for_status()
     state = wait(
@@ -158,17 +180,23 @@ def test_failed_run_rolls_back_on_the_live_stack(stack: LiveStack) -> None:
     assert state == "failed"
     tis = api.get(f"/dags/{dag}/dagRuns/rollback-live-1/taskInstances").json()["task_instances"]
     states = {t["task_id"]: t["state"] for t in tis}
-    assert states["scale-out"] == "success" and states["validate-capacity"] == "failed"
+    assert states["raise-memory-limit"] == "success" and states["validate-no-oom-kills"] == "failed"
     assert states["rollback"] == "success" and states["finalize"] == "failed"
-    dep = stack.sandbox.get("/apis/apps/v1/namespaces/demo/deployments/api")
-    assert dep["spec"]["replicas"] == replicas_before
+    assert before["limits"]["memory"] == "256Mi" and resources() == before  # the limit is restored
     with psycopg2.connect(stack.history_uri()) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT r.status, j.step, j.undo_status, j.undo_attempts FROM kubernaut_runs r "
             "JOIN kubernaut_undo_journal j ON j.run_id = r.id WHERE r.dag_run_id = %s",
             ("rollback-live-1",),
         )
-        assert cur.fetchall() == [("rolled_back", "scale-out", "applied", 1)]
+        assert cur.fetchall() == [("rolled_back", "raise-memory-limit", "applied", 1)]
+        cur.execute(
+            "SELECT s.result FROM kubernaut_runs r JOIN kubernaut_steps s ON s.run_id = r.id "
+            "WHERE r.dag_run_id = %s AND s.step = 'raise-memory-limit'",
+            ("rollback-live-1",),
+        )
+        [(raised,)] = cur.fetchall()
+    assert raised["output"]["resources"]["limits"] == {"memory": "512Mi"}  # what was undone
 
 
 def test_drain_waits_for_a_person_to_approve(stack: LiveStack) -> None:

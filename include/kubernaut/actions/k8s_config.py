@@ -18,13 +18,9 @@ from kubernaut.actions.base import (
     VerificationFailed,
     sensitive,
 )
-from kubernaut.actions.k8s_workloads import restart_workload, unrestart_workload
+from kubernaut.actions.k8s_workloads import WorkloadKind, restart_workload, unrestart_workload
 from kubernaut.actions.registry import register
-from kubernaut.kube.clients import JSON_PATCH, MERGE_PATCH, dry
-from kubernaut.kube.errors import retry_on_conflict
 from kubernaut.kube.names import NamespaceName, ObjectName
-from kubernaut.kube.objects import patch_object, read_object
-from kubernaut.kube.workloads import RESTARTED_AT, WorkloadKind, template_annotation, wait_workload_ready
 from kubernaut.policy import Target
 
 
@@ -32,6 +28,9 @@ def replace_data(
     ctx: ActionContext, kind: str, namespace: str, name: str, resource_version: str, data: dict[str, str]
 ) -> None:
     """Exactly this `data` (keys added since are dropped), only over the version we read."""
+    from kubernaut.kube.clients import JSON_PATCH, dry
+    from kubernaut.kube.objects import patch_object
+
     ops = [
         {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version},
         {"op": "add", "path": "/data", "value": data},
@@ -40,6 +39,9 @@ def replace_data(
 
 
 def restore_data(ctx: ActionContext, kind: str, namespace: str, name: str, data: dict[str, str]) -> bool:
+    from kubernaut.kube.errors import retry_on_conflict
+    from kubernaut.kube.objects import read_object
+
     def attempt() -> bool:
         obj = read_object(ctx.api_client, kind, namespace, name)
         if (obj.get("data") or {}) == data:
@@ -72,6 +74,10 @@ class UpdateConfigMap(Action[UpdateConfigMapParams]):
         return [Target("ConfigMap", params.namespace, params.configmap)]
 
     def run(self, ctx: ActionContext, params: UpdateConfigMapParams) -> ActionResult:
+        from kubernaut.kube.clients import MERGE_PATCH, dry
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import patch_object, read_object
+
         def attempt() -> ActionResult:
             obj = read_object(ctx.api_client, "ConfigMap", params.namespace, params.configmap)
             data: dict[str, str] = obj.get("data") or {}
@@ -91,6 +97,8 @@ class UpdateConfigMap(Action[UpdateConfigMapParams]):
         return retry_on_conflict(attempt)
 
     def verify(self, ctx: ActionContext, params: UpdateConfigMapParams, result: ActionResult) -> None:
+        from kubernaut.kube.objects import read_object
+
         data = read_object(ctx.api_client, "ConfigMap", params.namespace, params.configmap).get("data") or {}
         if any(data.get(k) != v for k, v in params.set.items()) or any(k in data for k in params.remove):
             raise VerificationFailed(
@@ -130,6 +138,9 @@ def fingerprint(data: dict[str, str]) -> str:
 
 def consumer_annotations(ctx: ActionContext, namespace: str, consumers: list[Consumer]) -> dict[str, Any]:
     """Each consumer's pod-template restartedAt annotation, read before anything changes."""
+    from kubernaut.kube.objects import read_object
+    from kubernaut.kube.workloads import RESTARTED_AT, template_annotation
+
     return {
         f"{c.kind}/{c.name}": template_annotation(
             read_object(ctx.api_client, c.kind, namespace, c.name), RESTARTED_AT
@@ -182,6 +193,9 @@ class RotateSecret(Action[RotateSecretParams]):
         return {k: base64.b64encode(v.get_secret_value().encode()).decode() for k, v in params.data.items()}
 
     def run(self, ctx: ActionContext, params: RotateSecretParams) -> ActionResult:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
         wanted = self._encoded(params)
 
         def attempt() -> dict[str, Any]:
@@ -220,6 +234,9 @@ class RotateSecret(Action[RotateSecretParams]):
         return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
 
     def verify(self, ctx: ActionContext, params: RotateSecretParams, result: ActionResult) -> None:
+        from kubernaut.kube.objects import read_object
+        from kubernaut.kube.workloads import wait_workload_ready
+
         data = read_object(ctx.api_client, "Secret", params.namespace, params.secret).get("data") or {}
         if any(data.get(k) != v for k, v in self._encoded(params).items()):
             raise VerificationFailed(f"secret {params.namespace}/{params.secret} does not hold the new data")

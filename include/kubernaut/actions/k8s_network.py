@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import Field
 
 from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, VerificationFailed
 from kubernaut.actions.registry import register
-from kubernaut.kube.clients import MERGE_PATCH, core, dry, networking
-from kubernaut.kube.errors import api_errors, retry_on_conflict
 from kubernaut.kube.names import NamespaceName, ObjectName
-from kubernaut.kube.objects import find_object, patch_object, read_object
 from kubernaut.policy import Target
 
 QUARANTINED = "kubernaut.io/quarantined"
@@ -32,6 +28,9 @@ class QuarantinePodParams(ActionParams):
 def selecting_services(
     ctx: ActionContext, namespace: str, labels: dict[str, str]
 ) -> dict[str, dict[str, str]]:
+    from kubernaut.kube.clients import core
+    from kubernaut.kube.errors import api_errors
+
     with api_errors(f"services in {namespace}"):
         services = core(ctx).list_namespaced_service(namespace).items
     result = {}
@@ -63,6 +62,10 @@ class QuarantinePod(Action[QuarantinePodParams]):
         return [Target("Pod", params.namespace, params.pod)]
 
     def run(self, ctx: ActionContext, params: QuarantinePodParams) -> ActionResult:
+        from kubernaut.kube.clients import MERGE_PATCH, dry
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import patch_object, read_object
+
         def relabel() -> dict[str, Any]:
             pod = read_object(ctx.api_client, "Pod", params.namespace, params.pod)
             labels: dict[str, str] = pod["metadata"].get("labels") or {}
@@ -104,6 +107,11 @@ class QuarantinePod(Action[QuarantinePodParams]):
 
     @staticmethod
     def _create_policy(ctx: ActionContext, params: QuarantinePodParams, undo: dict[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        from kubernaut.kube.clients import dry, networking
+        from kubernaut.kube.errors import api_errors
+
         body = {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -126,6 +134,8 @@ class QuarantinePod(Action[QuarantinePodParams]):
                     raise
 
     def verify(self, ctx: ActionContext, params: QuarantinePodParams, result: ActionResult) -> None:
+        from kubernaut.kube.objects import find_object, read_object
+
         pod = read_object(ctx.api_client, "Pod", params.namespace, params.pod)
         labels = pod["metadata"].get("labels") or {}
         still = selecting_services(ctx, params.namespace, labels) if params.mode != "network_policy" else {}
@@ -138,6 +148,12 @@ class QuarantinePod(Action[QuarantinePodParams]):
             raise VerificationFailed(f"networkpolicy {params.namespace}/{policy} is missing")
 
     def undo(self, ctx: ActionContext, params: QuarantinePodParams, record: dict[str, Any]) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        from kubernaut.kube.clients import MERGE_PATCH, dry, networking
+        from kubernaut.kube.errors import api_errors, retry_on_conflict
+        from kubernaut.kube.objects import find_object, patch_object
+
         result: dict[str, Any] = {"labels": False, "policy": False}
 
         def restore_labels() -> None:

@@ -7,10 +7,10 @@ the API's ``dryRun=All`` so a real cluster still validates the change.
 
 from __future__ import annotations
 
+import copy
 import datetime
 from typing import Any
 
-from kubernetes import client
 from pydantic import Field
 
 from kubernaut.actions.base import (
@@ -19,23 +19,11 @@ from kubernaut.actions.base import (
     ActionError,
     ActionParams,
     ActionResult,
+    NotRestorable,
     PreconditionFailed,
 )
 from kubernaut.actions.registry import register
-from kubernaut.kube import clients
-from kubernaut.kube.clients import MERGE_PATCH
-from kubernaut.kube.errors import api_errors, retry_on_conflict
 from kubernaut.kube.names import NamespaceName, ObjectName
-from kubernaut.kube.pods import (
-    controller_of,
-    deployment_of_replicaset,
-    pod_summary,
-    read_log,
-    read_pod,
-    sanitized_manifest,
-)
-from kubernaut.kube.rollout import rollout_status
-from kubernaut.kube.waiting import wait_for
 from kubernaut.policy import Bounds, Target
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -54,10 +42,22 @@ class GetPodStatus(Action[PodParams]):
     summary = "Read a pod's phase, readiness, restarts, container states and owner."
 
     def run(self, ctx: ActionContext, params: PodParams) -> ActionResult:
-        pod = read_pod(clients.core(ctx), params.namespace, params.pod)
+        from kubernaut.kube import clients
+        from kubernaut.kube.pods import deployment_of_replicaset, pod_summary, read_pod_seen
+
+        pod, seen = read_pod_seen(clients.core(ctx), params.namespace, params.pod)
+        # When the API server answered: pods created from then on cannot be this pod's siblings
+        # (validate_pod_health takes it as `since` to tell the pod's replacement from them).
+        observed = seen.strftime("%Y-%m-%dT%H:%M:%SZ")
         if pod is None:
-            return ActionResult(output={"exists": False, "name": params.pod, "namespace": params.namespace})
-        summary = pod_summary(pod)
+            output = {
+                "exists": False,
+                "name": params.pod,
+                "namespace": params.namespace,
+                "observedAt": observed,
+            }
+            return ActionResult(output=output)
+        summary = {**pod_summary(pod), "observedAt": observed}
         owner = summary["owner"] or {}
         deployment = owner.get("name") if owner.get("kind") == "Deployment" else None
         if owner.get("kind") == "ReplicaSet":
@@ -79,6 +79,10 @@ class GetPodLogs(Action[PodLogsParams]):
     summary = "Read the last lines of a pod's log (optionally of the previous container instance)."
 
     def run(self, ctx: ActionContext, params: PodLogsParams) -> ActionResult:
+        from kubernaut.kube import clients
+        from kubernaut.kube.errors import api_errors
+        from kubernaut.kube.pods import read_log
+
         extra: dict[str, Any] = {"container": params.container} if params.container else {}
         with api_errors(f"log of pod {params.namespace}/{params.pod}"):
             text = read_log(
@@ -112,13 +116,19 @@ class RestartPod(Action[RestartPodParams]):
     summary = "Delete a pod so its controller replaces it (the pod's manifest is the undo record)."
 
     changes = "deletes the pod (uid precondition) so its controller replaces it"
-    undo_doc = "recreates a bare pod from its recorded manifest; an owned pod needs nothing"
+    undo_doc = (
+        "recreates a bare pod from its recorded manifest (scheduled afresh: no nodeName); "
+        "an owned pod is not restorable (its controller made a new one)"
+    )
     dry_run_doc = "`dryRun=All` delete"
 
     def targets(self, ctx: ActionContext, params: RestartPodParams) -> list[Target]:
         return [Target("Pod", params.namespace, params.pod)]
 
     def precheck(self, ctx: ActionContext, params: RestartPodParams) -> None:
+        from kubernaut.kube import clients
+        from kubernaut.kube.pods import controller_of, read_pod
+
         pod = read_pod(clients.core(ctx), params.namespace, params.pod)
         if pod is None:
             if ctx.prior_undo is not None:
@@ -131,6 +141,12 @@ class RestartPod(Action[RestartPodParams]):
             )
 
     def run(self, ctx: ActionContext, params: RestartPodParams) -> ActionResult:
+        from kubernetes import client
+
+        from kubernaut.kube import clients
+        from kubernaut.kube.errors import api_errors
+        from kubernaut.kube.pods import controller_of, read_pod, sanitized_manifest
+
         core = clients.core(ctx)
         pod = read_pod(core, params.namespace, params.pod)
         prior = ctx.prior_undo
@@ -162,6 +178,10 @@ class RestartPod(Action[RestartPodParams]):
         )
 
     def verify(self, ctx: ActionContext, params: RestartPodParams, result: ActionResult) -> None:
+        from kubernaut.kube import clients
+        from kubernaut.kube.pods import read_pod
+        from kubernaut.kube.waiting import wait_for
+
         core, uid = clients.core(ctx), result.output["deleted"]
 
         def gone() -> tuple[bool, str]:
@@ -174,18 +194,67 @@ class RestartPod(Action[RestartPodParams]):
         return recreate_unowned_pod(ctx, record)
 
 
+# Set by the API server or the scheduler, or refused on create: a recreated pod starts without them.
+SERVER_SET_METADATA = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+
+
+def recreatable(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A recorded pod as a new pod: no server-set metadata or status, and no ``spec.nodeName``,
+    so the scheduler places it again (its old node may be the one being drained or repaired);
+    no ephemeral containers (only the /ephemeralcontainers subresource adds those)."""
+    pod = copy.deepcopy(manifest)
+    meta = pod.setdefault("metadata", {})
+    for key in SERVER_SET_METADATA:
+        meta.pop(key, None)
+    pod.pop("status", None)
+    spec = pod.get("spec") or {}
+    spec.pop("nodeName", None)
+    spec.pop("ephemeralContainers", None)
+    return pod
+
+
 def recreate_unowned_pod(ctx: ActionContext, record: dict[str, Any]) -> dict[str, Any]:
-    """A controller recreates its own pods; only a bare pod needs to be created again."""
+    """A bare pod is created again from its recorded manifest; a pod with a controller cannot
+    come back (its controller replaced it with another pod): NotRestorable."""
+    from kubernaut.kube import clients
+    from kubernaut.kube.errors import api_errors
+    from kubernaut.kube.pods import read_pod
+    from kubernaut.kube.waiting import wait_for
+
     manifest = record.get("pod") or {}
     meta = manifest.get("metadata", {})
     namespace, name = meta.get("namespace"), meta.get("name")
-    if record.get("owner"):
-        return {"restored": False, "reason": f"owned by {record['owner']['kind']} {record['owner']['name']}"}
+    owner = record.get("owner")
+    if owner:
+        raise NotRestorable(
+            f"pod {namespace}/{name} was deleted and its {owner['kind']} {owner['name']} replaced it "
+            "with a new pod: the deleted pod cannot come back"
+        )
     core = clients.core(ctx)
-    if read_pod(core, namespace, name) is not None:
-        return {"restored": False, "reason": "pod already exists"}
+    pod = read_pod(core, namespace, name)
+    if pod is not None and pod.metadata.uid == record.get("uid") and pod.metadata.deletion_timestamp:
+        # Still Terminating: its name is taken until its kubelet has stopped it.
+        def gone() -> tuple[bool, str]:
+            current = read_pod(core, namespace, name)
+            return current is None or current.metadata.uid != record.get("uid"), "still terminating"
+
+        wait_for(ctx, gone, what=f"end of the deleted pod {namespace}/{name}")
+        pod = read_pod(core, namespace, name)
+    if pod is not None:
+        if pod.metadata.uid == record.get("uid"):
+            return {"restored": False, "reason": "the pod was not deleted"}
+        return {"restored": False, "reason": "a pod of that name exists again"}
     with api_errors(f"pod {namespace}/{name}"):
-        core.create_namespaced_pod(namespace, manifest, **clients.dry(ctx))
+        core.create_namespaced_pod(namespace, recreatable(manifest), **clients.dry(ctx))
     return {"restored": True, "pod": f"{namespace}/{name}"}
 
 
@@ -222,6 +291,9 @@ def _set_replicas(
 ) -> tuple[int, dict[str, Any] | None]:
     """Set replicas through /scale with the read resourceVersion (conflicts re-read and
     retried). With ``journal`` the prior count is persisted before the change."""
+    from kubernaut.kube import clients
+    from kubernaut.kube.errors import api_errors, retry_on_conflict
+
     apps = clients.apps(ctx)
     what = f"deployment {namespace}/{name}"
 
@@ -283,6 +355,11 @@ def wait_deployment_ready(
     replicas: int | None = None,
     timeout: float | None = None,
 ) -> dict[str, Any]:
+    from kubernaut.kube import clients
+    from kubernaut.kube.errors import api_errors
+    from kubernaut.kube.rollout import rollout_status
+    from kubernaut.kube.waiting import wait_for
+
     apps, core = clients.apps(ctx), clients.core(ctx)
 
     def check() -> tuple[bool, dict[str, Any]]:
@@ -304,6 +381,10 @@ class GetDeploymentStatus(Action[DeploymentParams]):
     summary = "Read a deployment's desired, updated, ready and available replicas and crashing pods."
 
     def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
+        from kubernaut.kube import clients
+        from kubernaut.kube.errors import api_errors
+        from kubernaut.kube.rollout import rollout_status
+
         with api_errors(f"deployment {params.namespace}/{params.deployment}"):
             dep = clients.apps(ctx).read_namespaced_deployment(params.deployment, params.namespace)
         return ActionResult(output=rollout_status(clients.core(ctx), dep))
@@ -324,6 +405,10 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
         return [Target("Deployment", params.namespace, params.deployment)]
 
     def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
+        from kubernaut.kube import clients
+        from kubernaut.kube.clients import MERGE_PATCH
+        from kubernaut.kube.errors import api_errors
+
         apps = clients.apps(ctx)
         what = f"deployment {params.namespace}/{params.deployment}"
         with api_errors(what):
@@ -353,6 +438,10 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
 
     def undo(self, ctx: ActionContext, params: DeploymentParams, record: dict[str, Any]) -> dict[str, Any]:
         # Restoring the previous template annotation rolls back to the previous ReplicaSet.
+        from kubernaut.kube import clients
+        from kubernaut.kube.clients import MERGE_PATCH
+        from kubernaut.kube.errors import api_errors
+
         apps = clients.apps(ctx)
         what = f"deployment {params.namespace}/{params.deployment}"
         with api_errors(what):

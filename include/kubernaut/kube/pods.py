@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +36,18 @@ def is_ready(pod: client.V1Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
-def pod_summary(pod: client.V1Pod) -> dict[str, Any]:
+OOM_KILLED = "OOMKilled"
+
+
+def rfc3339(moment: datetime.datetime | None) -> str | None:
+    """A timestamp as the API prints it (UTC, whole seconds)."""
+    if moment is None:
+        return None
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def container_summaries(pod: client.V1Pod) -> list[dict[str, Any]]:
+    """Each container's state, restarts and how its current or last instance terminated."""
     statuses = pod.status.container_statuses or [] if pod.status else []
     containers = []
     for cs in statuses:
@@ -44,9 +58,9 @@ def pod_summary(pod: client.V1Pod) -> dict[str, Any]:
             state = "running"
         elif cs.state and cs.state.terminated:
             state, reason = "terminated", cs.state.terminated.reason or ""
-        last = ""
+        last, exit_code = "", None
         if cs.last_state and cs.last_state.terminated:
-            last = cs.last_state.terminated.reason or ""
+            last, exit_code = cs.last_state.terminated.reason or "", cs.last_state.terminated.exit_code
         containers.append(
             {
                 "name": cs.name,
@@ -55,18 +69,28 @@ def pod_summary(pod: client.V1Pod) -> dict[str, Any]:
                 "state": state,
                 "reason": reason,
                 "lastTerminationReason": last,
+                "lastExitCode": exit_code,
+                # Killed by the kernel for exceeding its memory limit, now or in its last instance.
+                "oomKilled": OOM_KILLED in (last, reason if state == "terminated" else ""),
             }
         )
+    return containers
+
+
+def pod_summary(pod: client.V1Pod) -> dict[str, Any]:
+    containers = container_summaries(pod)
     owner = controller_of(pod.metadata)
     return {
         "name": pod.metadata.name,
         "namespace": pod.metadata.namespace,
         "uid": pod.metadata.uid,
+        "created": rfc3339(pod.metadata.creation_timestamp),
         "phase": pod.status.phase if pod.status else None,
         "ready": is_ready(pod),
         "restarts": sum(c["restartCount"] for c in containers),
         "waitingReasons": sorted({c["reason"] for c in containers if c["state"] == "waiting"}),
         "containers": containers,
+        "oomKilled": [c["name"] for c in containers if c["oomKilled"]],
         "node": pod.spec.node_name if pod.spec else None,
         "owner": owner.to_dict() if owner else None,
     }
@@ -78,6 +102,30 @@ def read_pod(core: client.CoreV1Api, namespace: str, name: str) -> client.V1Pod 
             return core.read_namespaced_pod(name, namespace)
     except NotFound:
         return None
+
+
+def server_time(headers: Mapping[str, str] | None) -> datetime.datetime:
+    """When the API server answered (its Date header: the clock its creationTimestamps come
+    from, in whole seconds); the local clock if the header is missing."""
+    value = (headers or {}).get("Date")
+    if value:
+        try:
+            return email.utils.parsedate_to_datetime(value).astimezone(datetime.UTC)
+        except (TypeError, ValueError):
+            pass
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def read_pod_seen(
+    core: client.CoreV1Api, namespace: str, name: str
+) -> tuple[client.V1Pod | None, datetime.datetime]:
+    """The pod (None if it does not exist) and the API server's time of that answer."""
+    try:
+        with api_errors(f"pod {namespace}/{name}"):
+            pod, _, headers = core.read_namespaced_pod_with_http_info(name, namespace)
+    except NotFound as exc:
+        return None, server_time(getattr(exc.__cause__, "headers", None))
+    return pod, server_time(headers)
 
 
 def selector_string(match_labels: dict[str, str] | None) -> str:

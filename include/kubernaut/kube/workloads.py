@@ -64,7 +64,13 @@ def workload_status(ctx: ActionContext, kind: WorkloadKind, namespace: str, name
 
 
 def wait_workload_ready(
-    ctx: ActionContext, kind: WorkloadKind, namespace: str, name: str, *, replicas: int | None = None
+    ctx: ActionContext,
+    kind: WorkloadKind,
+    namespace: str,
+    name: str,
+    *,
+    replicas: int | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     def check() -> tuple[bool, dict[str, Any]]:
         status = workload_status(ctx, kind, namespace, name)
@@ -72,7 +78,16 @@ def wait_workload_ready(
             return False, status
         return bool(status["complete"]), status
 
-    return wait_for(ctx, check, what=f"rollout of {kind.lower()} {namespace}/{name}")
+    return wait_for(ctx, check, what=f"rollout of {kind.lower()} {namespace}/{name}", timeout=timeout)
+
+
+def workload_pods(ctx: ActionContext, kind: WorkloadKind, namespace: str, name: str) -> list[Any]:
+    """The workload's live pods (its selector's matches that are not terminating)."""
+    obj = read_object(ctx.api_client, kind, namespace, name)
+    selector = selector_string((obj["spec"].get("selector") or {}).get("matchLabels"))
+    with api_errors(f"pods of {kind.lower()} {namespace}/{name}"):
+        pods = core(ctx).list_namespaced_pod(namespace, label_selector=selector).items
+    return [p for p in pods if p.metadata.deletion_timestamp is None]
 
 
 def set_template_annotation(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernaut.sandbox.disruption import compute_budget, is_pod_ready
-from kubernaut.sandbox.faults import FaultBook, pod_memory_limit
+from kubernaut.sandbox.faults import FaultBook
 from kubernaut.sandbox.logs import LogBook
 from kubernaut.sandbox.resources import ResourceSpec, resolve
 from kubernaut.sandbox.selectors import label_selector_from_object, labels_match
@@ -99,9 +99,11 @@ class PodRuntime:
 
     scheduled_at: float = field(default_factory=time.monotonic)
     started: str | None = None
-    restarts: int = 0
+    # Per container, as a kubelet reports them: a crash restarts only the container that died.
+    restarts: dict[str, int] = field(default_factory=dict)
+    container_started: dict[str, str] = field(default_factory=dict)
+    last_terminated: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_crash: float = 0.0
-    last_terminated: dict[str, Any] | None = None
     crashed_once: bool = False
     unready_logged: bool = False
 
@@ -116,11 +118,16 @@ class Controller:
         pod_ready_delay: float = 0.3,
         crash_interval: float = 1.0,
         tick: float = 0.1,
+        pod_stop_delay: float | None = None,
     ) -> None:
+        """``pod_stop_delay``: how long a kubelet takes to stop a deleted pod's containers
+        (default: ``pod_ready_delay``), plus any preStop sleep, within the grace period."""
         self.store = store
         self.logs = logs
         self.faults = faults
         self.pod_ready_delay = pod_ready_delay
+        self.pod_stop_delay = pod_ready_delay if pod_stop_delay is None else pod_stop_delay
+        self._terminating: dict[str, float] = {}  # pod uid -> when its kubelet began stopping it
         self.crash_interval = crash_interval
         self.tick = tick
         self._runtime: dict[str, PodRuntime] = {}
@@ -186,13 +193,23 @@ class Controller:
         uid = owner["metadata"]["uid"]
         return [o for o in self.store.list(spec, owner["metadata"]["namespace"]) if controller_uid(o) == uid]
 
-    def _delete(self, spec: ResourceSpec, obj: dict[str, Any]) -> None:
+    def _delete(
+        self, spec: ResourceSpec, obj: dict[str, Any], grace_period_seconds: int | None = None
+    ) -> None:
+        """Delete as a controller does: a running pod gracefully (its kubelet finishes it)."""
         meta = obj["metadata"]
+        gone = False
         if self.store.get(spec, meta.get("namespace"), meta["name"]) is not None:
-            self.store.delete(spec, meta.get("namespace"), meta["name"])
-        if spec is PODS:
-            self._runtime.pop(meta["uid"], None)
-            self.logs.forget_pod(meta["namespace"], meta["name"])
+            _, gone = self.store.delete(
+                spec, meta.get("namespace"), meta["name"], grace_period_seconds=grace_period_seconds
+            )
+        if spec is PODS and gone:
+            self._forget_pod(meta)
+
+    def _forget_pod(self, meta: dict[str, Any]) -> None:
+        self._runtime.pop(meta["uid"], None)
+        self._terminating.pop(meta["uid"], None)
+        self.logs.forget_pod(meta["namespace"], meta["name"])
 
     def event(self, involved: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
         """Record an Event, aggregated per object+reason like the real event recorder does."""
@@ -288,7 +305,7 @@ class Controller:
             if refs and not any(ref.get("uid") in uids for ref in refs):
                 self._delete(spec, obj)  # background cascading deletion of orphans
             elif spec is PODS and obj["spec"].get("nodeName") and obj["spec"]["nodeName"] not in node_names:
-                self._delete(spec, obj)  # the pod GC removes pods bound to vanished nodes
+                self._delete(spec, obj, 0)  # the pod GC force-deletes pods bound to vanished nodes
 
     # --- deployments ----------------------------------------------------------------------------
 
@@ -552,10 +569,6 @@ class Controller:
             pods = by_workload.get((fault.kind, fault.namespace, fault.workload), [])
             if fault.pod_uids is None and pods:
                 fault.pod_uids = {p["metadata"]["uid"] for p in pods}
-            if fault.type == "oom" and not fault.memory_captured and pods:
-                limits = [pod_memory_limit(p) for p in pods]
-                fault.memory_limit = max((limit for limit in limits if limit is not None), default=None)
-                fault.memory_captured = True
 
     # --- statefulsets, daemonsets, jobs ---------------------------------------------------------
 
@@ -752,7 +765,10 @@ class Controller:
 
     def _kubelet(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
-        if not spec.get("nodeName") or meta.get("deletionTimestamp"):
+        if spec.get("nodeName") and meta.get("deletionTimestamp"):
+            self._stop(pod)
+            return
+        if not spec.get("nodeName"):
             return
         status = pod.get("status") or {}
         if status.get("phase") in ("Succeeded", "Failed"):
@@ -776,10 +792,13 @@ class Controller:
                 self.logs.write(namespace, name, container, "Completed successfully")
             self._set_status(PODS, pod, self._pod_status(pod, runtime, "succeeded", status))
             return
-        if effect in ("crashloop", "oom") and (
-            not runtime.crashed_once or now - runtime.last_crash >= self.crash_interval
+        failing = self.faults.failing_containers(pod, self._workload_of(pod))
+        if (
+            failing
+            and effect in ("crashloop", "oom")
+            and (not runtime.crashed_once or now - runtime.last_crash >= self.crash_interval)
         ):
-            self._crash(pod, runtime, effect)
+            self._crash(pod, runtime, effect, failing)
         if effect == "unready" and not runtime.unready_logged:
             runtime.unready_logged = True
             for container in containers:
@@ -787,12 +806,22 @@ class Controller:
             self.event(
                 pod, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503", "Warning"
             )
-        state = {"crashloop": "crashing", "oom": "crashing", "unready": "unready"}.get(
-            effect or "", "running"
-        )
-        self._set_status(PODS, pod, self._pod_status(pod, runtime, state, status))
+        state = "crashing" if failing else "unready" if effect == "unready" else "running"
+        self._set_status(PODS, pod, self._pod_status(pod, runtime, state, status, failing))
 
-    def _crash(self, pod: dict[str, Any], runtime: PodRuntime, effect: str) -> None:
+    def _stop(self, pod: dict[str, Any]) -> None:
+        """A deleted pod's kubelet: runs the preStop sleeps, stops the containers, then deletes
+        the pod for good (grace period 0), at the latest when its grace period is over."""
+        meta = pod["metadata"]
+        began = self._terminating.setdefault(meta["uid"], time.monotonic())
+        grace = float(meta.get("deletionGracePeriodSeconds") or 0)
+        if time.monotonic() - began < min(grace, self.pod_stop_delay + _pre_stop_sleep(pod)):
+            return
+        _, gone = self.store.delete(PODS, meta["namespace"], meta["name"], grace_period_seconds=0)
+        if gone:
+            self._forget_pod(meta)
+
+    def _crash(self, pod: dict[str, Any], runtime: PodRuntime, effect: str, failing: set[str]) -> None:
         namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         oom = effect == "oom"
         crash_lines = (
@@ -802,27 +831,36 @@ class Controller:
         )
         finished = now_rfc3339()
         for container in pod["spec"].get("containers", []):
+            cname = container["name"]
+            if cname not in failing:
+                continue
             # The crashed instance's log becomes --previous; the restarted one crashes the same way.
-            self.logs.write(namespace, name, container["name"], *crash_lines)
-            self.logs.restart(namespace, name, container["name"])
-            self.logs.write(namespace, name, container["name"], *_startup_lines(container), *crash_lines)
-        runtime.restarts += 1
+            self.logs.write(namespace, name, cname, *crash_lines)
+            self.logs.restart(namespace, name, cname)
+            self.logs.write(namespace, name, cname, *_startup_lines(container), *crash_lines)
+            runtime.restarts[cname] = runtime.restarts.get(cname, 0) + 1
+            runtime.last_terminated[cname] = {
+                "terminated": {
+                    "exitCode": 137 if oom else 1,
+                    "reason": "OOMKilled" if oom else "Error",
+                    "startedAt": runtime.container_started.get(cname, runtime.started),
+                    "finishedAt": finished,
+                }
+            }
+            runtime.container_started[cname] = finished
         runtime.crashed_once = True
         runtime.last_crash = time.monotonic()
-        runtime.last_terminated = {
-            "terminated": {
-                "exitCode": 137 if oom else 1,
-                "reason": "OOMKilled" if oom else "Error",
-                "startedAt": runtime.started,
-                "finishedAt": finished,
-            }
-        }
-        runtime.started = finished
         self.event(pod, "BackOff", "Back-off restarting failed container", "Warning")
 
     def _pod_status(
-        self, pod: dict[str, Any], runtime: PodRuntime, state: str, old: dict[str, Any]
+        self,
+        pod: dict[str, Any],
+        runtime: PodRuntime,
+        state: str,
+        old: dict[str, Any],
+        failing: set[str] | None = None,
     ) -> dict[str, Any]:
+        """``state`` is the pod's; with "crashing" only the ``failing`` containers crash-loop."""
         previous = old.get("conditions")
         node = pod["spec"].get("nodeName", "")
         if not old.get("podIP") and state != "pending":
@@ -831,20 +869,28 @@ class Controller:
             f"10.244.{self._ip_counter // 250}.{self._ip_counter % 250 + 1}" if state != "pending" else None
         )
         statuses = []
+        crashing = {
+            c["name"]
+            for c in pod["spec"].get("containers", [])
+            if state == "crashing" and (failing is None or c["name"] in failing)
+        }
         for container in pod["spec"].get("containers", []):
             image = container.get("image", "")
+            cname = container["name"]
+            # In a crashing pod the containers that do not crash run (and are ready) as usual.
+            cstate = "crashing" if cname in crashing else "running" if state == "crashing" else state
             entry: dict[str, Any] = {
-                "name": container["name"],
+                "name": cname,
                 "image": image,
                 "imageID": f"docker.io/{image}",
-                "restartCount": runtime.restarts,
-                "ready": state == "running",
-                "started": state in ("running", "unready"),
+                "restartCount": runtime.restarts.get(cname, 0),
+                "ready": cstate == "running",
+                "started": cstate in ("running", "unready"),
             }
-            if state == "pending":
+            if cstate == "pending":
                 entry["state"] = {"waiting": {"reason": "ContainerCreating"}}
                 entry["started"] = False
-            elif state == "crashing":
+            elif cstate == "crashing":
                 entry["state"] = {
                     "waiting": {
                         "reason": "CrashLoopBackOff",
@@ -854,7 +900,7 @@ class Controller:
                         ),
                     }
                 }
-            elif state == "succeeded":
+            elif cstate == "succeeded":
                 entry["state"] = {
                     "terminated": {
                         "exitCode": 0,
@@ -864,16 +910,17 @@ class Controller:
                     }
                 }
             else:
-                entry["state"] = {"running": {"startedAt": runtime.started}}
+                started = runtime.container_started.get(cname, runtime.started)
+                entry["state"] = {"running": {"startedAt": started}}
             if state != "pending":
                 entry["containerID"] = (
                     f"containerd://{hashlib.sha256(pod['metadata']['uid'].encode()).hexdigest()}"
                 )
-            entry["lastState"] = runtime.last_terminated or {}
+            entry["lastState"] = runtime.last_terminated.get(cname) or {}
             statuses.append(entry)
         ready = state == "running"
         reason = "" if ready or state == "succeeded" else "ContainersNotReady"
-        not_ready = [c["name"] for c in pod["spec"].get("containers", [])]
+        not_ready = [s["name"] for s in statuses if not s["ready"]]
         message = "" if not reason else f"containers with unready status: [{' '.join(not_ready)}]"
         if state == "succeeded":
             reason = "PodCompleted"
@@ -935,6 +982,7 @@ class Controller:
                 for p in self.store.list(PODS, namespace)
                 if labels_match(requirements, p["metadata"].get("labels"))
                 and (p.get("status") or {}).get("podIP")
+                and not p["metadata"].get("deletionTimestamp")  # terminating: no longer served
             ]
 
             def address(pod: dict[str, Any], namespace: str = namespace) -> dict[str, Any]:
@@ -979,6 +1027,18 @@ class Controller:
                 updated = copy.deepcopy(existing)
                 updated["subsets"] = body["subsets"]
                 self._write(ENDPOINTS, updated)
+
+
+def _pre_stop_sleep(pod: dict[str, Any]) -> float:
+    """The longest `lifecycle.preStop.sleep.seconds` of the pod's containers (the kubelet runs
+    the hooks side by side before stopping the containers)."""
+    return max(
+        (
+            float(((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep", {}).get("seconds", 0))
+            for c in pod["spec"].get("containers", [])
+        ),
+        default=0.0,
+    )
 
 
 def _fits(pod: dict[str, Any], node: dict[str, Any]) -> bool:

@@ -3,55 +3,45 @@ Injectable workload faults, so remediation actions have something real to fix.
 
 * ``crashloop`` — the workload's current pods crash repeatedly (CrashLoopBackOff); replacements
   (pod deletion, rollout restart, rollback) are healthy.
-* ``oom`` — containers are OOMKilled while their memory limit is at or below the limit at injection
-  time; raising the limit (a new rollout) fixes it, deleting pods does not.
+* ``oom`` — a container needs more memory than its limit allows, so the kernel kills it
+  (``lastState.terminated.reason: OOMKilled``, exit code 137) and it restarts in CrashLoopBackOff.
+  ``memory`` is what the container needs (default: just above its limit at injection, so any
+  increase suffices); ``container`` picks one container (default: all). Whatever runs with a
+  memory limit at or above the need is healthy and whatever runs below it is killed, also
+  after a later change of the limit: raising it (a new rollout) fixes the fault, deleting pods
+  or scaling out does not. A container without a memory limit is never OOM-killed.
 * ``unready`` — the current pods run but never pass readiness; replacements are healthy.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+
+from kubernetes.utils import parse_quantity
 
 from kubernaut.sandbox.store import now_rfc3339
 
 FAULT_TYPES = ("crashloop", "oom", "unready")
 WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset")
 
-_UNITS = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
 
-
-def parse_memory(quantity: Any) -> int | None:
-    """Parse a Kubernetes memory quantity (`128Mi`, `1G`, `1e9`) into bytes; None if absent."""
+def parse_memory(quantity: Any) -> Decimal | None:
+    """A Kubernetes memory quantity (`128Mi`, `1G`, `1e9`) in bytes; None if absent.
+    Raises ValueError for text that is not a quantity."""
     if quantity is None:
         return None
-    match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([kMGT]i?)?\s*", str(quantity))
-    if not match:
-        return None
-    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
+    return Decimal(parse_quantity(quantity))
 
 
-def pod_memory_limit(pod: dict[str, Any]) -> int | None:
-    """The smallest container memory limit of the pod (None if any container is unlimited)."""
-    limits = [
-        parse_memory(((c.get("resources") or {}).get("limits") or {}).get("memory"))
-        for c in pod.get("spec", {}).get("containers", [])
-    ]
-    if not limits or any(limit is None for limit in limits):
+def memory_limit(container: dict[str, Any]) -> Decimal | None:
+    """The container's memory limit in bytes; None if it has none (the API rejects bad text)."""
+    try:
+        return parse_memory(((container.get("resources") or {}).get("limits") or {}).get("memory"))
+    except ValueError:
         return None
-    return min(limit for limit in limits if limit is not None)
 
 
 @dataclass
@@ -63,11 +53,13 @@ class Fault:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     created: str = field(default_factory=now_rfc3339)
     pod_uids: set[str] | None = None  # captured on the first reconciliation that sees the pods
-    memory_limit: int | None = None  # oom: the limit at injection; higher limits are healthy
-    memory_captured: bool = False
+    # oom: bytes each affected container needs, by container name; given as `memory` (text kept)
+    needs: dict[str, Decimal] = field(default_factory=dict)
+    memory: str | None = None
+    container: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "type": self.type,
             "namespace": self.namespace,
@@ -76,24 +68,87 @@ class Fault:
             "created": self.created,
             "pods": sorted(self.pod_uids) if self.pod_uids is not None else None,
         }
+        if self.type == "oom":
+            data["needs"] = {name: f"{int(need)}" for name, need in sorted(self.needs.items())}
+            data["memory"], data["container"] = self.memory, self.container
+        return data
+
+    def failing_containers(self, pod: dict[str, Any]) -> set[str]:
+        """Names of the pod's containers this fault makes crash (none: the pod is not affected)."""
+        containers = pod.get("spec", {}).get("containers", [])
+        if self.type == "oom":
+            failing = set()
+            for container in containers:
+                need, limit = self.needs.get(container["name"]), memory_limit(container)
+                if need is not None and limit is not None and limit < need:
+                    failing.add(container["name"])
+            return failing
+        if self.type == "crashloop" and self.affects(pod):
+            return {c["name"] for c in containers}
+        return set()
 
     def affects(self, pod: dict[str, Any]) -> bool:
         if self.type == "oom":
-            limit = pod_memory_limit(pod)
-            return limit is None or (self.memory_limit is not None and limit <= self.memory_limit)
+            return bool(self.failing_containers(pod))
         return self.pod_uids is not None and pod["metadata"]["uid"] in self.pod_uids
+
+
+def oom_needs(
+    what: str, containers: list[dict[str, Any]], memory: str | None, container: str | None
+) -> dict[str, Decimal]:
+    """What each affected container needs: ``memory`` if given (whatever its limit is now: a
+    later, lower limit makes it run out), else one byte above its current limit."""
+    names = [c["name"] for c in containers]
+    if container is not None and container not in names:
+        raise ValueError(f"{what} has no container {container!r} (containers: {', '.join(names)})")
+    try:
+        need = parse_memory(memory)
+    except ValueError as exc:
+        raise ValueError(f"memory {memory!r} is not a Kubernetes quantity") from exc
+    if need is not None and need <= 0:
+        raise ValueError(f"memory {memory!r} must be more than 0")
+    needs: dict[str, Decimal] = {}
+    for item in containers:
+        if container is not None and item["name"] != container:
+            continue
+        limit = memory_limit(item)
+        if need is not None:
+            needs[item["name"]] = need
+        elif limit is not None:
+            needs[item["name"]] = limit + 1
+    if not needs:
+        raise ValueError(
+            f"an oom fault on {what} needs `memory` (what the container needs): no container "
+            f"{'named ' + repr(container) + ' ' if container else ''}has a memory limit to exceed"
+        )
+    return needs
 
 
 class FaultBook:
     def __init__(self) -> None:
         self.faults: list[Fault] = []
 
-    def inject(self, type_: str, namespace: str, workload: str, kind: str = "deployment") -> Fault:
+    def inject(
+        self,
+        type_: str,
+        namespace: str,
+        workload: str,
+        kind: str = "deployment",
+        *,
+        containers: list[dict[str, Any]] | None = None,
+        memory: str | None = None,
+        container: str | None = None,
+    ) -> Fault:
+        """``containers``: the workload's pod-template containers (an oom fault needs them)."""
         if type_ not in FAULT_TYPES:
             raise ValueError(f"Unknown fault type {type_!r}; expected one of {FAULT_TYPES}")
         if kind not in WORKLOAD_KINDS:
             raise ValueError(f"Unknown workload kind {kind!r}; expected one of {WORKLOAD_KINDS}")
-        fault = Fault(type_, namespace, workload, kind)
+        if type_ != "oom" and (memory is not None or container is not None):
+            raise ValueError(f"`memory` and `container` apply to the oom fault only, not {type_!r}")
+        fault = Fault(type_, namespace, workload, kind, memory=memory, container=container)
+        if type_ == "oom":
+            fault.needs = oom_needs(f"{kind} {namespace}/{workload}", containers or [], memory, container)
         self.faults.append(fault)
         return fault
 
@@ -111,3 +166,13 @@ class FaultBook:
             if fault.affects(pod):
                 return fault.type
         return None
+
+    def failing_containers(self, pod: dict[str, Any], workload: tuple[str, str] | None) -> set[str]:
+        """Containers of the pod that crash (crashloop: all of an affected pod; oom: those whose
+        memory limit is below their need)."""
+        if workload is None:
+            return set()
+        failing: set[str] = set()
+        for fault in self.for_workload(workload[0], pod["metadata"]["namespace"], workload[1]):
+            failing |= fault.failing_containers(pod)
+        return failing

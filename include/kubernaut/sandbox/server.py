@@ -45,6 +45,7 @@ from kubernaut.sandbox.selectors import (
     selector_to_string,
 )
 from kubernaut.sandbox.store import Store, WatchEvent
+from kubernaut.sandbox.validation import validate_object
 
 JSON = dict[str, Any]
 _TRUE = ("true", "True", "1")  # client 36.x sends watch=True; the real API accepts all of these
@@ -182,7 +183,9 @@ class SandboxEmulator(kmock.KubernetesEmulator):
             if method == "GET":
                 return _json_response(self._list(spec, version, namespace, params))
             if method == "POST":
-                obj = self.store.create(spec, self._body(request), namespace, dry_run=self._dry(request))
+                body = self._body(request)
+                validate_object(spec, body)
+                obj = self.store.create(spec, body, namespace, dry_run=self._dry(request))
                 return _json_response(self._present(obj, version), 201)
             if method == "DELETE":
                 return _json_response(self._delete_collection(request, spec, version, namespace))
@@ -486,6 +489,8 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         body = self._body(request)
         current = self.store.require(spec, namespace, name)
         self._check_pod_update(spec, current, body, sub)
+        if sub is None:
+            validate_object(spec, body)
         return self.store.update(spec, namespace, name, body, subresource=sub, dry_run=self._dry(request))
 
     def _patch(
@@ -495,15 +500,14 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         patch = self._body(request)
         current = self.store.get(spec, namespace, name)
         if current is None and content_type.startswith(APPLY_PATCH) and sub is None:
-            return self.store.create(
-                spec,
-                {**patch, "metadata": {**patch.get("metadata", {}), "name": name}},
-                namespace,
-                dry_run=self._dry(request),
-            )
+            created = {**patch, "metadata": {**patch.get("metadata", {}), "name": name}}
+            validate_object(spec, created)
+            return self.store.create(spec, created, namespace, dry_run=self._dry(request))
         if current is None:
             raise errors.not_found(spec, name)
-        patched = apply_patch(copy.deepcopy(current), patch, content_type)
+        # A custom resource has no Go type, hence no merge keys: no strategic merge patch (415).
+        kind = None if spec.storage_key in self.crds else spec.kind
+        patched = apply_patch(copy.deepcopy(current), patch, content_type, kind)
         # A patch that carries (or JSON-patches in) a stale resourceVersion is a conflict, like a PUT.
         if (
             str((patched.get("metadata") or {}).get("resourceVersion"))
@@ -511,6 +515,8 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         ):
             raise errors.conflict(spec, name)
         self._check_pod_update(spec, current, patched, sub)
+        if sub is None:
+            validate_object(spec, patched)
         return self.store.update(spec, namespace, name, patched, subresource=sub, dry_run=self._dry(request))
 
     def _delete(
@@ -518,6 +524,21 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     ) -> aiohttp.web.Response:
         options = self._body(request) if request.body.strip() else {}
         current = self.store.require(spec, namespace, name)
+        self._check_preconditions(spec, current, options)
+        dry = self._dry(request, options)
+        policy = request.params.get("propagationPolicy") or options.get("propagationPolicy")
+        if policy == "Orphan" and not dry:
+            self._orphan_dependents(current["metadata"]["uid"])
+        grace = request.params.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+        seconds = None if grace in (None, "") else int(grace)
+        obj, gone = self.store.delete(spec, namespace, name, dry_run=dry, grace_period_seconds=seconds)
+        if spec.plural == "pods" or not gone:  # pods (graceful) and finalized objects return the object
+            return _json_response(self._present(obj, version), 200 if gone or spec.plural == "pods" else 202)
+        return _json_response(_success_status(spec, obj))
+
+    @staticmethod
+    def _check_preconditions(spec: ResourceSpec, current: JSON, options: JSON) -> None:
+        """DeleteOptions.preconditions (of a delete or an eviction): 409 when they do not hold."""
         preconditions = options.get("preconditions") or {}
         for field in ("uid", "resourceVersion"):
             if preconditions.get(field) and preconditions[field] != current["metadata"].get(field):
@@ -526,16 +547,8 @@ class SandboxEmulator(kmock.KubernetesEmulator):
                     "Conflict",
                     f"Precondition failed: {field} in precondition: "
                     f"{preconditions[field]}, {field} in object meta: {current['metadata'].get(field)}",
-                    {"name": name, "kind": spec.plural},
+                    {"name": current["metadata"]["name"], "kind": spec.plural},
                 )
-        dry = self._dry(request, options)
-        policy = request.params.get("propagationPolicy") or options.get("propagationPolicy")
-        if policy == "Orphan" and not dry:
-            self._orphan_dependents(current["metadata"]["uid"])
-        obj, gone = self.store.delete(spec, namespace, name, dry_run=dry)
-        if spec.plural == "pods" or not gone:  # pods (graceful) and finalized objects return the object
-            return _json_response(self._present(obj, version), 200 if gone or spec.plural == "pods" else 202)
-        return _json_response(_success_status(spec, obj))
 
     def _orphan_dependents(self, uid: str) -> None:
         for (storage_key, namespace, name), obj in self.store.items():
@@ -595,9 +608,8 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         if method == "GET":
             return scale
         body = self._body(request)
-        new_scale = (
-            body if method == "PUT" else apply_patch(scale, body, request.headers.get("Content-Type", ""))
-        )
+        content_type = request.headers.get("Content-Type", "")
+        new_scale = body if method == "PUT" else apply_patch(scale, body, content_type, "Scale")
         requested = (new_scale.get("metadata") or {}).get("resourceVersion")
         if requested and requested != current["metadata"]["resourceVersion"]:
             raise errors.conflict(spec, name)
@@ -660,9 +672,13 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         pods_spec = resolve("pods")
         body = self._body(request) if request.body.strip() else {}
         pod = self.store.require(pods_spec, namespace, name)
-        dry = self._dry(request, body.get("deleteOptions"))
-        terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-        if not terminal and not pod["metadata"].get("deletionTimestamp"):
+        options = body.get("deleteOptions") or {}
+        self._check_preconditions(pods_spec, pod, options)
+        dry = self._dry(request, options)
+        # As the real eviction REST: no budget applies to a pod that is done, not yet running or
+        # already terminating (canIgnorePDB).
+        exempt = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Pending")
+        if not exempt and not pod["metadata"].get("deletionTimestamp"):
             all_pods = self.store.list(pods_spec, namespace)
             budgets = [
                 pdb
@@ -698,7 +714,8 @@ class SandboxEmulator(kmock.KubernetesEmulator):
                         ],
                     )
         if not dry:
-            self.store.delete(pods_spec, namespace, name)
+            grace = options.get("gracePeriodSeconds")
+            self.store.delete(pods_spec, namespace, name, grace_period_seconds=grace)
         return _json_response(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
         )
@@ -730,17 +747,37 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         if method == "POST":
             body = self._body(request)
             kind = next((k for k in WORKLOAD_KINDS if k in body), "deployment")
+            options = {k: str(body[k]) for k in ("memory", "container") if body.get(k) is not None}
             try:
                 fault = self.inject_fault(
-                    str(body.get("type")), str(body.get("namespace", "default")), str(body.get(kind)), kind
+                    str(body.get("type")),
+                    str(body.get("namespace", "default")),
+                    str(body.get(kind)),
+                    kind,
+                    **options,
                 )
             except (ValueError, KeyError) as exc:
                 raise errors.bad_request(f"{exc}; supported types: {', '.join(FAULT_TYPES)}") from exc
             return _json_response(fault, 201)
         raise errors.method_not_allowed()
 
-    def inject_fault(self, type_: str, namespace: str, workload: str, kind: str = "deployment") -> JSON:
+    def inject_fault(
+        self,
+        type_: str,
+        namespace: str,
+        workload: str,
+        kind: str = "deployment",
+        *,
+        memory: str | None = None,
+        container: str | None = None,
+    ) -> JSON:
+        """``memory``/``container``: the oom fault's need and target (see faults.py)."""
         spec = resolve(kind + "s")
-        if self.store.get(spec, namespace, workload) is None:
+        obj = self.store.get(spec, namespace, workload)
+        if obj is None:
             raise errors.not_found(spec, workload)
-        return self.faults.inject(type_, namespace, workload, kind).to_dict()
+        containers = ((obj["spec"].get("template") or {}).get("spec") or {}).get("containers") or []
+        fault = self.faults.inject(
+            type_, namespace, workload, kind, containers=containers, memory=memory, container=container
+        )
+        return fault.to_dict()
