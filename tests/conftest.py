@@ -33,6 +33,19 @@ HISTORY_DATABASE = f"{PG_DATABASE}_history"
 os.environ["AIRFLOW_CONN_KUBERNAUT_HISTORY"] = f"postgresql://postgres@127.0.0.1:5432/{HISTORY_DATABASE}"
 
 
+def admin_sql(statement: str) -> None:
+    """Run one statement on the server's maintenance database (CREATE/DROP DATABASE)."""
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
 @contextlib.contextmanager
 def connected_sandbox(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any

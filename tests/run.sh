@@ -21,5 +21,5 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[dev]'
+.venv/bin/pip install -q -c constraints.txt -e '.[dev]'
 exec .venv/bin/python -m pytest "$@"

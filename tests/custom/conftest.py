@@ -13,28 +13,18 @@ from kubernaut.testing.pytest_plugin import (  # noqa: F401
     undo_journal,
     webhook_server,
 )
-from tests.conftest import PG_DATABASE
+from tests.conftest import PG_DATABASE, admin_sql
 
 # A history database of their own: the dagruns fixtures create (and drop) the shared one.
 CUSTOM_HISTORY_DATABASE = f"{PG_DATABASE}_custom"
 
 
-def _admin_sql(statement: str) -> None:
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def history_database() -> Iterator[str]:
-    _admin_sql(f'CREATE DATABASE "{CUSTOM_HISTORY_DATABASE}"')
+    admin_sql(f'CREATE DATABASE "{CUSTOM_HISTORY_DATABASE}"')
     History(connect=lambda: _connect(CUSTOM_HISTORY_DATABASE)).migrate()
     yield CUSTOM_HISTORY_DATABASE
-    _admin_sql(f'DROP DATABASE IF EXISTS "{CUSTOM_HISTORY_DATABASE}" WITH (FORCE)')
+    admin_sql(f'DROP DATABASE IF EXISTS "{CUSTOM_HISTORY_DATABASE}" WITH (FORCE)')
 
 
 def _connect(database: str) -> object:

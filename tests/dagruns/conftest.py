@@ -6,28 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
 from kubernaut.history import History
 from kubernaut.sandbox import SandboxCluster
-from tests.conftest import HISTORY_DATABASE, PG_DATABASE, REPO, connected_sandbox
-
-
-def _admin_sql(statement: str) -> None:
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
+from tests.conftest import HISTORY_DATABASE, PG_DATABASE, REPO, admin_sql, connected_sandbox
 
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Iterator[str]:
-    _admin_sql(f'CREATE DATABASE "{PG_DATABASE}"')
-    _admin_sql(f'CREATE DATABASE "{HISTORY_DATABASE}"')
+    admin_sql(f'CREATE DATABASE "{PG_DATABASE}"')
+    admin_sql(f'CREATE DATABASE "{HISTORY_DATABASE}"')
     from airflow.utils.db import initdb
 
     initdb()
@@ -36,8 +25,8 @@ def airflow_db() -> Iterator[str]:
     from airflow import settings
 
     settings.dispose_orm()
-    _admin_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-    _admin_sql(f'DROP DATABASE IF EXISTS "{HISTORY_DATABASE}" WITH (FORCE)')
+    admin_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+    admin_sql(f'DROP DATABASE IF EXISTS "{HISTORY_DATABASE}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kubernaut.history import History
+from kubernaut.history.migrations import MIGRATIONS
 from kubernaut.operators.rollback import rollback_on_failure
 from kubernaut.sandbox import SandboxCluster
 from kubernaut.templates.loader import load_templates
@@ -184,13 +185,13 @@ def test_history_cli_lists_and_shows_a_rolled_back_run(
 
     dr, _ = run_failing(dagbag, "oom-resource-exhaustion", "validate-no-oom-kills", cluster)
     assert main(["migrate"]) == 0
-    assert "history schema at version 2 (applied: none)" in capsys.readouterr().out
+    assert f"history schema at version {MIGRATIONS[-1][0]} (applied: none)" in capsys.readouterr().out
     assert main(["list", "--template", "oom-resource-exhaustion", "--status", "rolled_back", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert dr.run_id in {r["dag_run_id"] for r in rows}
     assert all(r["status"] == "rolled_back" for r in rows)
     assert main(["show", dr.run_id]) == 0
     out = capsys.readouterr().out
-    assert "status rolled_back failed steps: validate-no-oom-kills" in out
+    assert "status rolled_back validate-no-oom-kills failed" in out
     assert "raise-memory-limit" in out and "applied  attempts=1" in out
     assert main(["show", "no-such-run"]) == 1
