@@ -5,11 +5,18 @@ template. A broken template never hides the others: its errors are reported thro
 placeholder DAG whose ``validate()`` fails, which Airflow records as an import error (naming
 the template file, line and field) of a second entry file that defines no other DAG
 (``dags/kubernaut_template_errors.py``, see ``template_errors``).
+
+Parse time counts twice: the DAG processor reparses the entry file every interval in a fresh
+process, and every task start parses it again. So a worker that parses for one task (Airflow's
+parsing context names its DAG) loads only that template (and the action modules it uses), and
+nothing here loads the kubernetes client: the actions import it when a task runs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -27,8 +34,17 @@ from kubernaut.operators.rollback import (
     rollback_on_failure,
 )
 from kubernaut.operators.runner import StepSpec
-from kubernaut.templates.loader import LoadReport, load_templates
-from kubernaut.templates.model import Rollback, Step, Template
+from kubernaut.templates.errors import TemplateLoadError
+from kubernaut.templates.loader import (
+    LoadReport,
+    declared_name,
+    load_template,
+    load_templates,
+    template_files,
+)
+from kubernaut.templates.model import DAG_ID_PREFIX, NAME_PATTERN, Rollback, Step, Template
+
+log = logging.getLogger(__name__)
 
 TEMPLATES_DIR_ENV = "KUBERNAUT_TEMPLATES_DIR"
 BROKEN_DAG_ID = "kubernaut_broken_templates"
@@ -190,11 +206,79 @@ def broken_templates_dag(report: LoadReport) -> DAG | None:
     return BrokenTemplatesDag(dag_id=BROKEN_DAG_ID, schedule=None, doc_md=message)
 
 
-def build_dags(directory: Path | None = None, templates: Iterable[Template] | None = None) -> dict[str, DAG]:
-    """The DAGs of the valid templates in ``directory``; ``template_errors`` reports the others."""
+def template_name(dag_id: str) -> str | None:
+    """The name of the template whose DAG id this is (``Template.dag_id`` backwards), or None
+    when no template name gives this id."""
+    if not dag_id.startswith(DAG_ID_PREFIX):
+        return None
+    name = dag_id[len(DAG_ID_PREFIX) :].replace("_", "-")  # names have '-', never '_'
+    return name if len(name) <= 63 and re.match(NAME_PATTERN, name) else None
+
+
+def _template_for(directory: Path, dag_id: str) -> Template | None:
+    """The template of ``dag_id`` loaded from its own file alone, when that gives the same
+    answer as loading them all: the file named after the template defines it and is valid,
+    and no file before it (the first valid file keeps a name) declares that name.
+    None otherwise: then the caller loads every template."""
+    name = template_name(dag_id)
+    if name is None:
+        return None
+    files = template_files([directory])
+    mine = next((i for i, f in enumerate(files) if f.stem == name), None)
+    if mine is None:
+        return None
+    mention = re.compile(rb"(?<![-\w])" + re.escape(name.encode()) + rb"(?![-\w])")
+    for earlier in files[:mine]:
+        try:
+            text = earlier.read_bytes()
+        except OSError:
+            continue  # unreadable: an error of that file, not a claim on the name
+        # Parsed only when the name appears in it at all (templates mention each other).
+        if mention.search(text) and declared_name(text) == name:
+            return None
+    try:
+        template = load_template(files[mine])
+    except TemplateLoadError:
+        return None  # the full load reports it (or finds the name in a later file)
+    return template if template.name == name else None
+
+
+def build_dags(
+    directory: Path | None = None,
+    templates: Iterable[Template] | None = None,
+    *,
+    dag_id: str | None = None,
+) -> dict[str, DAG]:
+    """The DAGs of the valid templates in ``directory``; ``template_errors`` reports the others.
+
+    With ``dag_id`` (Airflow's parsing context when a worker parses for one task) only that
+    DAG is built, from its template's file alone when it can be, and a broken template of that
+    name raises ``TemplateImportError`` naming its errors, for the task's log.
+    """
     if templates is None:
-        templates = load_templates(directory or templates_dir()).templates
+        directory = directory or templates_dir()
+        one = _template_for(directory, dag_id) if dag_id else None
+        if one is not None:
+            templates = [one]
+        else:
+            report = load_templates(directory)
+            templates = report.templates
+            if dag_id:
+                templates = [t for t in templates if t.dag_id == dag_id]
+                if not templates:
+                    _raise_if_broken(report, dag_id)
+    elif dag_id:
+        templates = [t for t in templates if t.dag_id == dag_id]
     return {template.dag_id: build_dag(template) for template in templates}
+
+
+def _raise_if_broken(report: LoadReport, dag_id: str) -> None:
+    """The asked-for DAG does not exist: if its template's file failed to load, say why."""
+    name = template_name(dag_id)
+    errors = [str(e) for path, found in report.errors.items() if path.stem == name for e in found]
+    if errors:
+        raise TemplateImportError(f"DAG {dag_id}: template {name!r} failed to load:\n" + "\n".join(errors))
+    log.warning("kubernaut: no template gives the DAG %s", dag_id)
 
 
 def template_errors(directory: Path | None = None) -> dict[str, DAG]:

@@ -50,6 +50,61 @@ BUILTIN_MODULES = (
     "kubernaut.actions.custom_script",
 )
 
+# Which built-in module declares which action, so that looking up one action (a worker
+# parsing the DAG of one template) imports only the modules it needs. Only a shortcut: an
+# action missing here, or found elsewhere, is looked up after loading everything
+# (tests/unit/test_registry.py checks that this matches what the modules declare).
+BUILTIN_ACTIONS: dict[tuple[str, str], str] = {
+    **{
+        ("kubernetes", name): "kubernaut.actions.kubernetes"
+        for name in (
+            "get_deployment_status",
+            "get_pod_logs",
+            "get_pod_status",
+            "restart_pod",
+            "rollback_pod_restart",
+            "rollout_restart_deployment",
+            "scale_deployment",
+        )
+    },
+    **{
+        ("kubernetes", name): "kubernaut.actions.k8s_workloads"
+        for name in (
+            "delete_pod",
+            "increase_resources",
+            "restart_daemonset",
+            "rollback_deployment",
+            "scale_statefulset",
+            "update_hpa",
+        )
+    },
+    **{
+        ("kubernetes", name): "kubernaut.actions.k8s_nodes"
+        for name in ("cordon_node", "drain_node", "taint_node", "uncordon_node", "untaint_node")
+    },
+    ("kubernetes", "rotate_secret"): "kubernaut.actions.k8s_config",
+    ("kubernetes", "update_configmap"): "kubernaut.actions.k8s_config",
+    ("kubernetes", "quarantine_pod"): "kubernaut.actions.k8s_network",
+    ("kubernetes", "create_snapshot"): "kubernaut.actions.k8s_storage",
+    ("kubernetes", "expand_pvc"): "kubernaut.actions.k8s_storage",
+    ("kubernetes", "collect_diagnostics"): "kubernaut.actions.k8s_generic",
+    ("kubernetes", "patch_resource"): "kubernaut.actions.k8s_generic",
+    ("monitoring", "validate_deployment_ready"): "kubernaut.actions.monitoring",
+    ("monitoring", "validate_no_oom_kills"): "kubernaut.actions.monitoring",
+    ("monitoring", "validate_pod_health"): "kubernaut.actions.monitoring",
+    ("monitoring", "collect_metrics"): "kubernaut.actions.monitoring_prometheus",
+    ("monitoring", "prometheus_query"): "kubernaut.actions.monitoring_prometheus",
+    ("monitoring", "prometheus_range_check"): "kubernaut.actions.monitoring_prometheus",
+    ("monitoring", "check_alert_resolved"): "kubernaut.actions.monitoring_alertmanager",
+    ("monitoring", "silence_alert"): "kubernaut.actions.monitoring_alertmanager",
+    ("monitoring", "create_alert_annotation"): "kubernaut.actions.monitoring_notify",
+    ("monitoring", "notify"): "kubernaut.actions.monitoring_notify",
+    ("custom", "log"): "kubernaut.actions.custom",
+    ("custom", "wait"): "kubernaut.actions.custom",
+    ("custom", "http_request"): "kubernaut.actions.custom_http",
+    ("custom", "run_script"): "kubernaut.actions.custom_script",
+}
+
 A = TypeVar("A", bound=type[Action[Any]])
 ActionClass = type[Action[Any]]
 
@@ -140,6 +195,7 @@ class ActionRegistry:
         self._packages: dict[tuple[str, str], str] = {}  # unset: looked up when asked
         self._problems: list[RegistryProblem] = []
         self._builtin_modules = builtin_modules
+        self._builtins_imported: set[str] = set()
         self._loaded = False
         self._loading = False
         self._lock = threading.RLock()
@@ -175,14 +231,34 @@ class ActionRegistry:
             try:
                 with _importing():
                     for module in self._builtin_modules:
-                        importlib.import_module(module)  # a failure here is a bug in kubernaut itself
-                        for cls in _declared_in(module):
-                            self.register(cls, package=BUILTIN_PACKAGE)
+                        self._import_builtin(module)
                     for ep in entry_points(group=ENTRY_POINT_GROUP):
                         self._load_entry_point(ep)
             finally:
                 self._loading = False
                 self._loaded = True
+
+    def _import_builtin(self, module: str) -> None:
+        """Import a built-in module (within ``_importing``) and add the actions it declares."""
+        importlib.import_module(module)  # a failure here is a bug in kubernaut itself
+        for cls in _declared_in(module):
+            self.register(cls, package=BUILTIN_PACKAGE)
+        self._builtins_imported.add(module)
+
+    def _builtin(self, kind: str, name: str) -> ActionClass | None:
+        """A built-in action from its own module alone. The same answer as after loading
+        everything: a built-in always keeps its name, a plugin cannot take it."""
+        module = BUILTIN_ACTIONS.get((kind, name))
+        if module is None or module not in self._builtin_modules:
+            return None
+        with self._lock:
+            if self._loading:  # a plugin's import asked: the full load is under way
+                return None
+            if module not in self._builtins_imported:
+                with _importing():
+                    self._import_builtin(module)
+        found = self._actions.get((kind, name))
+        return found if found is not None and found.__module__ == module else None
 
     def _load_entry_point(self, ep: EntryPoint) -> None:
         where, package = f"{ep.name} = {ep.value}", _entry_point_package(ep)
@@ -242,6 +318,8 @@ class ActionRegistry:
         return self._package((kind, name))
 
     def get(self, kind: str, name: str) -> ActionClass:
+        if not self._loaded and (builtin := self._builtin(kind, name)) is not None:
+            return builtin
         self._ensure_loaded()
         try:
             return self._actions[(kind, name)]

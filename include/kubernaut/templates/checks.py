@@ -9,6 +9,7 @@ not hide the problems of the others.
 from __future__ import annotations
 
 import difflib
+import functools
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -90,18 +91,20 @@ def field_names(model: type[BaseModel], path: FieldPath) -> list[str]:
     return []
 
 
-def _param_names(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
+@functools.cache
+def _param_names(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(f.alias or name for name, f in model.model_fields.items())
 
 
-def _accepted_names(model: type[BaseModel]) -> set[str]:
+@functools.cache  # per model class: every step of every template asks again
+def _accepted_names(model: type[BaseModel]) -> frozenset[str]:
     """Every key the model accepts at its top level: field names and their aliases."""
     names: set[str] = set()
     by_name = bool(model.model_config.get("populate_by_name") or model.model_config.get("validate_by_name"))
     for name, f in model.model_fields.items():
         aliases = {a for a in (f.alias, f.validation_alias) if isinstance(a, str)}
         names |= aliases if aliases and not by_name else {name, *aliases}
-    return names
+    return frozenset(names)
 
 
 def _unknown_parameter(field: str, choices: list[str], path: FieldPath, label: str) -> Problem:
@@ -113,7 +116,7 @@ def _unknown_parameter(field: str, choices: list[str], path: FieldPath, label: s
 
 def _unknown_nested(params_model: type[ActionParams], loc: FieldPath, path: FieldPath, label: str) -> Problem:
     if len(loc) == 1:
-        return _unknown_parameter(str(loc[0]), _param_names(params_model), path, label)
+        return _unknown_parameter(str(loc[0]), list(_param_names(params_model)), path, label)
     hint = did_you_mean(str(loc[-1]), field_names(params_model, loc[:-1]))
     return Problem((*path, *loc), f"unknown field {loc[-1]!r} in a parameter of {label}{hint}", at_key=True)
 
@@ -131,7 +134,7 @@ def check_action_params(
         accepted = _accepted_names(params_model)
         for key in params:
             if str(key) not in accepted:
-                problems.append(_unknown_parameter(str(key), _param_names(params_model), path, label))
+                problems.append(_unknown_parameter(str(key), list(_param_names(params_model)), path, label))
                 reported.add((str(key),))
     try:
         params_model.model_validate(params)

@@ -19,7 +19,7 @@ from kubernaut.actions.registry import registry as default_registry
 from kubernaut.templates.checks import Problem, StepChecker, did_you_mean, field_names, humanize
 from kubernaut.templates.errors import FieldPath, TemplateError, TemplateLoadError, format_path
 from kubernaut.templates.model import NAME_PATTERN, Step, Template
-from kubernaut.templates.yaml_lines import YamlDocument, YamlSyntaxError, load_yaml
+from kubernaut.templates.yaml_lines import YAML_LOADER, YamlDocument, YamlSyntaxError, load_yaml
 
 TEMPLATE_SUFFIXES = (".yaml", ".yml")
 
@@ -63,6 +63,16 @@ def template_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             files.append(p)
     return files
+
+
+def declared_name(text: bytes | str) -> object:
+    """The top-level ``name`` a template file's text declares (unvalidated), or None when it
+    is not a readable YAML mapping."""
+    try:
+        data = yaml.load(text, Loader=YAML_LOADER)
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return None
+    return data.get("name") if isinstance(data, dict) else None
 
 
 def load_paths(paths: Iterable[str | Path], *, registry: ActionRegistry = default_registry) -> LoadReport:

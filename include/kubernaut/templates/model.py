@@ -210,9 +210,10 @@ class Step(_Strict):
 
     @model_validator(mode="after")
     def _approval_fields(self) -> Step:
-        if self.approval != "required":
-            for name in ("approval_timeout", "on_reject"):
-                if name in self.model_fields_set:
+        if self.approval != "required" and not _APPROVAL_DEFAULTS.keys().isdisjoint(self.model_fields_set):
+            for name, default in _APPROVAL_DEFAULTS.items():
+                # Its default written out (as model_dump does) says nothing: only a value does.
+                if name in self.model_fields_set and getattr(self, name) != default:
                     raise ValueError(f"`{name}` needs `approval: required`")
         return self
 
@@ -266,6 +267,9 @@ class Step(_Strict):
         if registry.get(self.action.type, self.action.action).has_undo():
             return ResolvedRollback(self.action, use_undo=True)
         return None
+
+
+_APPROVAL_DEFAULTS = {name: Step.model_fields[name].default for name in ("approval_timeout", "on_reject")}
 
 
 class Template(_Strict):
