@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kubernaut.intake.airflow_client import Triggered
 from kubernaut.intake.routing import Router
 from kubernaut.templates import Template, load_templates
 from tests.conftest import REPO
@@ -54,13 +55,20 @@ def payload(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
     }
 
 
+LAUNCH_RECORDS = ("triggered", "triggering", "unconfirmed")
+
+
 @dataclass
 class FakeHistory:
+    """The intake's history port in memory; decisions are rows (with ids) like the real table."""
+
     runs: list[dict[str, Any]] = field(default_factory=list)
-    launches: list[dict[str, Any]] = field(default_factory=list)
     failures: int = 0
     decisions: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    rows: threading.Lock = field(default_factory=threading.Lock)
+    pings: int = 0
+    claims: int = 0
 
     def last_run(self, template: str, namespace: str, name: str) -> dict[str, Any] | None:
         mine = [
@@ -81,17 +89,55 @@ class FakeHistory:
         return self.failures
 
     def recent_launches(self, namespace: str, name: str, since: datetime) -> list[dict[str, Any]]:
-        return [d for d in self.launches if d["received_at"] >= since]
+        return [
+            {**d, "run_status": None}
+            for d in self.decisions
+            if d["decision"] in LAUNCH_RECORDS
+            and (d["target"]["namespace"], d["target"]["name"]) == (namespace, name)
+            and d["received_at"] >= since
+        ]
+
+    def ping(self) -> None:
+        self.pings += 1
+
+    def launch_of(self, dag_id: str, dag_run_id: str) -> dict[str, Any] | None:
+        found = [
+            d
+            for d in self.decisions
+            if (d["dag_id"], d["dag_run_id"]) == (dag_id, dag_run_id) and d["decision"] in LAUNCH_RECORDS
+        ]
+        found.sort(key=lambda d: (d["decision"] != "triggered", d["id"]))
+        return {**found[0], "age_s": 0.0, "run_status": None} if found else None
 
     @contextlib.contextmanager
-    def target_lock(self, namespace: str, name: str) -> Iterator[None]:
-        with self.lock:
-            yield
+    def target_claim(self, namespace: str, name: str) -> Iterator[bool]:
+        self.claims += 1
+        acquired = self.lock.acquire(blocking=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self.lock.release()
 
-    def record_decision(self, **fields: Any) -> None:
-        self.decisions.append(fields)
-        if fields["decision"] == "triggered":
-            self.launches.append({**fields, "received_at": NOW, "run_status": None})
+    def insert_decision(self, **fields: Any) -> int:
+        with self.rows:
+            row = {**fields, "id": len(self.decisions) + 1, "received_at": NOW}
+            self.decisions.append(row)
+            return int(row["id"])
+
+    def settle_launch(self, row_id: int, decision: str, reason: str) -> None:
+        self.decisions[row_id - 1].update(decision=decision, reason=reason)
+
+    def take_over_launch(self, row_id: int, reason: str, in_flight_seconds: float) -> bool:
+        with self.rows:
+            row = self.decisions[row_id - 1]
+            if row["decision"] != "unconfirmed":
+                return False
+            row.update(decision="triggering", reason=reason)
+            return True
+
+    def final(self) -> list[str]:
+        return [d["decision"] for d in self.decisions]
 
 
 @dataclass
@@ -99,21 +145,26 @@ class FakeAirflow:
     paused: set[str] = field(default_factory=set)
     runs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     triggers: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: list[str] = field(default_factory=list)
 
-    def dag_paused(self, dag_id: str) -> bool:
+    async def warm(self) -> None:
+        return None
+
+    async def dag_paused(self, dag_id: str) -> bool:
+        self.calls.append(f"paused {dag_id}")
         return dag_id in self.paused
 
-    def run_exists(self, dag_id: str, run_id: str) -> bool:
+    async def run_exists(self, dag_id: str, run_id: str, *, attempts: int | None = None) -> bool:
+        self.calls.append(f"exists {run_id}")
         return (dag_id, run_id) in self.runs
 
-    def trigger(self, dag_id: str, run_id: str, conf: Mapping[str, Any]) -> bool:
-        with self.lock:
-            self.triggers += 1
-            if (dag_id, run_id) in self.runs:
-                return False
-            self.runs[dag_id, run_id] = dict(conf)
-            return True
+    async def trigger(self, dag_id: str, run_id: str, conf: Mapping[str, Any]) -> Triggered:
+        self.calls.append(f"trigger {run_id}")
+        self.triggers += 1
+        if (dag_id, run_id) in self.runs:
+            return Triggered.EXISTED
+        self.runs[dag_id, run_id] = dict(conf)
+        return Triggered.CREATED
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def test_wrong_shape_422_names_the_field() -> None:
 
 
 class DownAirflow(FakeAirflow):
-    def run_exists(self, dag_id: str, run_id: str) -> bool:
+    async def dag_paused(self, dag_id: str) -> bool:
         raise AirflowUnavailable("connection refused")
 
 
@@ -139,6 +140,30 @@ def test_unreachable_dependencies_answer_503_so_alertmanager_retries(
     assert response.status_code == 503 and response.headers["retry-after"]
     assert words in response.json()["detail"]
     assert [d["decision"] for d in response.json()["decisions"]] == ["no_template"]  # what was done so far
+
+
+def test_a_template_added_while_running_is_used_within_a_second(tmp_path: Path) -> None:
+    settings_ = IntakeSettings(templates_dir=tmp_path, token=TokenSource(TOKEN))
+    service = IntakeService(
+        settings_, history_factory=FakeHistory, airflow=FakeAirflow(), config=KubernautConfig()
+    )
+    client = TestClient(create_app(service))
+    first = client.post("/alerts", json=payload(alert("KubeContainerWaiting")), headers=AUTH).json()
+    assert first["decisions"][0]["decision"] == "no_template"
+    (tmp_path / "pod-diagnostics.yaml").write_text((REPO / "templates/pod-diagnostics.yaml").read_text())
+    time.sleep(1.1)
+    again = client.post("/alerts", json=payload(alert("KubeContainerWaiting")), headers=AUTH).json()
+    assert again["decisions"][0]["decision"] == "triggered"
+
+
+def test_the_server_start_warms_the_intake_up_in_the_background() -> None:
+    client, _, history = make_client()
+    with client:  # runs the lifespan, as the api-server does for mounted apps
+        deadline = time.monotonic() + 10
+        while history.pings == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert history.pings == 1  # a history connection ready before the first alert
+        assert client.get("/healthz").json() == {"status": "ok"}
 
 
 def test_openapi_documents_the_payload() -> None:

@@ -97,6 +97,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ON kubernaut_alert_decisions (target_namespace, target_name, received_at DESC);
         """,
     ),
+    (
+        3,
+        "index launch records by run id (intake duplicate check without Airflow)",
+        """
+        CREATE INDEX kubernaut_decisions_launch
+            ON kubernaut_alert_decisions (dag_id, dag_run_id)
+            WHERE decision IN ('triggered', 'triggering', 'unconfirmed');
+        """,
+    ),
 ]
 
 

@@ -3,28 +3,32 @@
 Mounted by the Airflow plugin under ``/kubernaut`` and by ``kubernaut serve`` at the same
 path. Order of checks: token (401), size (413), JSON (400), shape (422); only then does
 anything touch Airflow or the history. Unreachable Airflow/history -> 503 + Retry-After.
+Both endpoints are ``async``: they hold none of the server's worker threads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from kubernaut.history import HistoryUnavailable
 from kubernaut.intake.airflow_client import AirflowUnavailable
-from kubernaut.intake.decisions import AlertDecision
+from kubernaut.intake.decisions import AlertDecision, Decision
 from kubernaut.intake.payload import PayloadError, WebhookPayload, parse_payload
 from kubernaut.intake.service import IntakeService
 from kubernaut.intake.settings import IntakeSettings
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "30"
+_NOTEWORTHY = frozenset({Decision.TRIGGERED, Decision.BLOCKED, Decision.PAUSED, Decision.PROTECTED})
 
 
 class _TooLarge(Exception):
@@ -56,12 +60,9 @@ def _is_storage_error(exc: Exception) -> bool:
 
 
 def create_app(service: IntakeService | None = None) -> FastAPI:
-    """Build the receiver; the service (and with it every dependency) is created on first use."""
-    app = FastAPI(
-        title="Kubernaut alert intake",
-        description="Alertmanager webhook receiver that launches remediation DAG runs.",
-        version="1",
-    )
+    """Build the receiver; the service (and with it every dependency) is created on first use,
+    or by the warm-up when the server that mounts the app starts (the api-server runs mounted
+    apps' lifespans; importing the plugin, as every Airflow component does, builds nothing)."""
     holder: dict[str, IntakeService] = {}
 
     def current() -> IntakeService:
@@ -69,8 +70,23 @@ def create_app(service: IntakeService | None = None) -> FastAPI:
             holder["service"] = service or IntakeService(IntakeSettings.from_env())
         return holder["service"]
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warm = asyncio.create_task(_warm_up(current))  # in the background: startup is not delayed
+        try:
+            yield
+        finally:
+            warm.cancel()
+
+    app = FastAPI(
+        title="Kubernaut alert intake",
+        description="Alertmanager webhook receiver that launches remediation DAG runs.",
+        version="1",
+        lifespan=lifespan,
+    )
+
     @app.get("/healthz", summary="Liveness; no Airflow or database access")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # async: answers even when every worker thread is busy
         return {"status": "ok"}
 
     @app.post(
@@ -110,9 +126,9 @@ def create_app(service: IntakeService | None = None) -> FastAPI:
 
         decided: list[AlertDecision] = []
         try:
-            # Blocking calls (Airflow client, psycopg2) run in a worker thread: inside the
-            # api-server we call that same server, so the event loop must stay free.
-            await anyio.to_thread.run_sync(svc.decide_all, payload, decided.append)
+            # Inside the api-server we call that same server: Airflow calls are async and the
+            # history runs on the intake's own small pool, so none of the server's threads waits.
+            await svc.decide_all(payload, decided.append)
         except AirflowUnavailable as exc:
             log.warning("kubernaut intake: %s", exc)
             return _unavailable(f"Airflow unavailable: {exc}", decided)
@@ -122,10 +138,23 @@ def create_app(service: IntakeService | None = None) -> FastAPI:
             log.warning("kubernaut intake: history unavailable: %s", exc)
             return _unavailable(f"history database unavailable: {exc}", decided)
         for d in decided:
-            log.info("kubernaut intake: %s %s -> %s: %s", d.alertname, d.fingerprint, d.decision, d.reason)
+            # Launches and what needs a person at INFO; the bulk of a storm (duplicate, busy,
+            # resolved ...) at DEBUG: every decision is in the history anyway.
+            level = logging.INFO if d.decision in _NOTEWORTHY else logging.DEBUG
+            log.log(
+                level, "kubernaut intake: %s %s -> %s: %s", d.alertname, d.fingerprint, d.decision, d.reason
+            )
         return JSONResponse(_body(decided))
 
     return app
+
+
+async def _warm_up(current: Callable[[], IntakeService]) -> None:
+    """Templates, configuration and a history connection ready before the first alert (~1 s)."""
+    try:
+        await current().warm_up()
+    except Exception as exc:  # the first alert tries again and answers 503 if it still fails
+        log.warning("kubernaut intake: warm-up failed: %s", exc)
 
 
 def _body(decided: list[AlertDecision]) -> dict[str, Any]:

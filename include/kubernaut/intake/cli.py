@@ -4,16 +4,17 @@ on its own, for installations that keep it outside the Airflow api-server)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from kubernaut.config import ConfigError, load_config
 from kubernaut.factory import templates_dir
 from kubernaut.history import DEFAULT_CONN_ID
-from kubernaut.intake.decisions import Decider, HistoryPort
+from kubernaut.intake.decisions import Decider, HistoryReader
 from kubernaut.intake.payload import PayloadError, parse_payload
 from kubernaut.intake.routing import Router
 from kubernaut.templates import load_templates
@@ -21,7 +22,8 @@ from kubernaut.templates import load_templates
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
-def _history_for_route(mode: str, conn_id: str) -> tuple[HistoryPort | None, str]:
+def _history_for_route(mode: str, conn_id: str) -> tuple[HistoryReader | None, str]:
+    """The history the preview reads (it never writes or locks: ``Decider.decide`` only reads)."""
     if mode == "off":
         return None, "history off"
     configured = f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ
@@ -36,32 +38,7 @@ def _history_for_route(mode: str, conn_id: str) -> tuple[HistoryPort | None, str
         if mode == "on":
             raise
         return None, f"history unreachable ({exc}): deciding on routing alone"
-    return _ReadOnlyHistory(history), f"history {conn_id}"
-
-
-class _ReadOnlyHistory:
-    """The history for a preview: checks read it, nothing is recorded or locked."""
-
-    def __init__(self, history: HistoryPort) -> None:
-        self._h = history
-        self.last_run = history.last_run
-        self.active_runs = history.active_runs
-        self.consecutive_failures = history.consecutive_failures
-        self.recent_launches = history.recent_launches
-
-    def target_lock(self, namespace: str, name: str) -> _NoLock:
-        return _NoLock()
-
-    def record_decision(self, **fields: Any) -> None:
-        return None  # a preview records nothing
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    return history, f"history {conn_id}"
 
 
 def route_main(argv: list[str] | None = None) -> int:
@@ -105,7 +82,7 @@ def route_main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     history, note = _history_for_route(args.history, args.history_conn_id)
     print(f"kubernaut route: {note}; Airflow not contacted (paused/duplicate not checked)", file=sys.stderr)
-    decider = Decider(Router(report.templates), policy, history=history, airflow=None)
+    decider = Decider(Router(report.templates), policy, history=history)
     print(json.dumps([decider.decide(alert).to_dict() for alert in payload.alerts], indent=2))
     return EXIT_OK
 
@@ -134,7 +111,14 @@ def serve_main(argv: list[str] | None = None) -> int:
     if settings.token.current() is None:
         print("kubernaut serve: set KUBERNAUT_WEBHOOK_TOKEN or KUBERNAUT_WEBHOOK_TOKEN_FILE", file=sys.stderr)
         return EXIT_USAGE
-    root = FastAPI(title="Kubernaut alert intake", openapi_url=None)
-    root.mount("/kubernaut", create_app())  # same URL as the plugin: one Alertmanager config for both
+    intake = create_app()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with intake.router.lifespan_context(intake):  # the intake's warm-up, as in the api-server
+            yield
+
+    root = FastAPI(title="Kubernaut alert intake", openapi_url=None, lifespan=lifespan)
+    root.mount("/kubernaut", intake)  # same URL as the plugin: one Alertmanager config for both
     uvicorn.run(root, host=args.host, port=args.port, log_level="info")
     return EXIT_OK

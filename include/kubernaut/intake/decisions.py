@@ -1,9 +1,9 @@
 """One decision per alert: route it, apply the safety checks, launch at most one run.
 
 Order matters and is cheapest-first: resolved -> no_template -> no_target -> protected
-(no I/O), then under a per-target lock: duplicate -> paused (Airflow) -> blocked -> busy
--> cooldown (history) -> trigger. The lock plus the recorded ``triggered`` decision make
-a burst of webhooks for one target see each other's launches before the runs start.
+(no I/O), then duplicate (history) -> paused (Airflow, cached) -> blocked -> busy ->
+cooldown (history, inside the per-target claim) -> trigger. The I/O-free checks live
+here; the launching flow (claim, launch record, POST) is ``kubernaut.intake.launcher``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from kubernaut.alert import NO_TARGET, Target, derive_target
 from kubernaut.config import PolicyConfig
+from kubernaut.intake.airflow_client import Triggered
 from kubernaut.intake.payload import Alert
 from kubernaut.intake.routing import Route, Router
 
@@ -67,32 +68,52 @@ class AlertDecision:
         }
 
 
-class HistoryPort(Protocol):
+class HistoryReader(Protocol):
+    """What the checks read (also the route preview, which writes nothing)."""
+
     def last_run(self, template: str, namespace: str, name: str) -> dict[str, Any] | None: ...
     def active_runs(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
     def consecutive_failures(self, alert_name: str, namespace: str, name: str) -> int: ...
     def recent_launches(self, namespace: str, name: str, since: datetime) -> list[dict[str, Any]]: ...
-    def target_lock(self, namespace: str, name: str) -> contextlib.AbstractContextManager[None]: ...
-    def record_decision(
-        self,
-        *,
-        fingerprint: str,
-        alert_name: str,
-        alert_status: str,
-        decision: str,
-        reason: str,
-        template: str = "",
-        dag_id: str = "",
-        dag_run_id: str = "",
-        target: Mapping[str, str] | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> None: ...
+
+
+class HistoryPort(HistoryReader, Protocol):
+    """The webhook's history: reads, launch records and the per-target claim (see history_checks)."""
+
+    def ping(self) -> None: ...
+    def launch_of(self, dag_id: str, dag_run_id: str) -> dict[str, Any] | None: ...
+    def target_claim(self, namespace: str, name: str) -> contextlib.AbstractContextManager[bool]: ...
+    def insert_decision(self, **fields: Any) -> int: ...
+    def settle_launch(self, row_id: int, decision: str, reason: str) -> None: ...
+    def take_over_launch(self, row_id: int, reason: str, in_flight_seconds: float) -> bool: ...
 
 
 class AirflowPort(Protocol):
-    def dag_paused(self, dag_id: str) -> bool: ...
-    def run_exists(self, dag_id: str, run_id: str) -> bool: ...
-    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> bool: ...
+    async def warm(self) -> None: ...
+    async def dag_paused(self, dag_id: str) -> bool: ...
+    async def run_exists(self, dag_id: str, run_id: str, *, attempts: int | None = None) -> bool: ...
+    async def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> Triggered: ...
+
+
+@dataclass(frozen=True)
+class HistoryFacts:
+    """What the history says about a target, read in one go (inside the claim when launching)."""
+
+    failures: int
+    active: list[dict[str, Any]]
+    launches: list[dict[str, Any]]
+    last: dict[str, Any] | None
+
+    @classmethod
+    def read(
+        cls, history: HistoryReader, alert: Alert, template: str, target: Target, since: datetime
+    ) -> HistoryFacts:
+        return cls(
+            failures=history.consecutive_failures(alert.alertname, target.namespace, target.name),
+            active=history.active_runs(target.namespace, target.name),
+            launches=history.recent_launches(target.namespace, target.name, since),
+            last=history.last_run(template, target.namespace, target.name),
+        )
 
 
 def dag_run_id(alert: Alert) -> str:
@@ -132,15 +153,17 @@ def _utc(value: Any) -> datetime | None:
 
 
 class Decider:
-    """Stateless per alert; ``history``/``airflow`` None means 'decide without them' (route preview)."""
+    """The checks of one alert, without I/O of its own: ``classify`` needs nothing, ``judge``
+    reads facts from the history. ``decide`` is the preview (``kubernaut route``, benches):
+    it reads the history if given one and launches and records nothing; the webhook's
+    launching flow is ``kubernaut.intake.launcher``."""
 
     def __init__(
         self,
         router: Router,
         policy: PolicyConfig,
         *,
-        history: HistoryPort | None = None,
-        airflow: AirflowPort | None = None,
+        history: HistoryReader | None = None,
         max_failures: int = DEFAULT_MAX_FAILURES,
         launch_grace: timedelta = DEFAULT_LAUNCH_GRACE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -148,26 +171,29 @@ class Decider:
         self.router = router
         self.policy = policy
         self.history = history
-        self.airflow = airflow
         self.max_failures = max_failures
         self.launch_grace = launch_grace
         self.clock = clock
 
     def decide(self, alert: Alert) -> AlertDecision:
-        """Decide, launch if due, and record the decision (when there is a history)."""
-        route = self.router.route(alert.labels)
-        decision = self._base(alert, route)
-        if decision.decision is not Decision.TRIGGERED:
-            self._record(decision)
-            return decision
+        """Preview: what the webhook would decide, short of Airflow (paused/duplicate not checked)."""
+        d, route = self.classify(alert)
+        if d.decision is not Decision.TRIGGERED:
+            return d
         assert route is not None
-        with self._locked(decision.target):
-            self._checked(alert, route, decision)
-            self._record(decision)  # inside the lock: the next webhook sees this launch
-        return decision
+        if self.history is not None:
+            facts = HistoryFacts.read(self.history, alert, route.template.name, d.target, self.since(route))
+            if self.judge(alert, route, d, facts):
+                return d
+        notes = "dry run: nothing launched"
+        if self.history is None:
+            notes += "; decided on routing alone (no history: cooldown, busy, blocked not checked)"
+        return set_decision(d, Decision.TRIGGERED, f"{route.reason}; would launch {d.dag_run_id} ({notes})")
 
     # -- checks without I/O ---------------------------------------------------------------------
-    def _base(self, alert: Alert, route: Route | None) -> AlertDecision:
+    def classify(self, alert: Alert) -> tuple[AlertDecision, Route | None]:
+        """resolved, no_template, no_target, protected; else TRIGGERED (pending the I/O checks)."""
+        route = self.router.route(alert.labels)
         target = derive_target(alert.labels)
         d = AlertDecision(
             fingerprint=alert.fingerprint,
@@ -181,7 +207,7 @@ class Decider:
         if route is not None:
             d.template, d.dag_id, d.dag_run_id = route.template.name, route.template.dag_id, dag_run_id(alert)
         if alert.status == "resolved":
-            return self._set(d, Decision.RESOLVED, "alert resolved: recorded, never triggers")
+            return set_decision(d, Decision.RESOLVED, "alert resolved: recorded, never triggers"), route
         if route is None:
             names = self.router.candidates(alert.alertname)
             if names:
@@ -191,90 +217,52 @@ class Decider:
                 )
             else:
                 why = f"no template answers alert {alert.alertname or '(no alertname label)'!r}"
-            return self._set(d, Decision.NO_TEMPLATE, why)
+            return set_decision(d, Decision.NO_TEMPLATE, why), route
         if target is NO_TARGET:
             why = f"{route.reason}; but no label names the object (pod, deployment, node...)"
-            return self._set(d, Decision.NO_TARGET, why)
+            return set_decision(d, Decision.NO_TARGET, why), route
         if target.namespace and target.namespace in self.policy.protected_namespaces:
-            return self._set(d, Decision.PROTECTED, f"namespace {target.namespace!r} is protected by policy")
+            why = f"namespace {target.namespace!r} is protected by policy"
+            return set_decision(d, Decision.PROTECTED, why), route
         unmanaged = unmanaged_reason(alert, self.policy.require_label)
         if unmanaged:
-            return self._set(d, Decision.PROTECTED, f"{target} is not managed: {unmanaged}")
+            return set_decision(d, Decision.PROTECTED, f"{target} is not managed: {unmanaged}"), route
         d.reason = route.reason
-        return d
+        return d, route
 
-    @staticmethod
-    def _set(d: AlertDecision, decision: Decision, reason: str) -> AlertDecision:
-        d.decision, d.reason = decision, reason
-        return d
+    # -- checks against the history's facts ------------------------------------------------------
+    def since(self, route: Route) -> datetime:
+        """How far back launches matter: the cooldown, or the grace for a launch to show up as a run."""
+        return self.clock() - max(route.template.configuration.cooldown, self.launch_grace)
 
-    # -- checks against Airflow and the history (under the target lock) ---------------------------
-    @contextlib.contextmanager
-    def _locked(self, target: Target) -> Iterator[None]:
-        if self.history is None:
-            yield
-            return
-        with self.history.target_lock(target.namespace, target.name):
-            yield
-
-    def _checked(self, alert: Alert, route: Route, d: AlertDecision) -> None:
-        template, target = route.template, d.target
-        if self.airflow is not None:
-            if self.airflow.run_exists(d.dag_id, d.dag_run_id):
-                why = f"run {d.dag_run_id} already exists for this alert occurrence"
-                self._set(d, Decision.DUPLICATE, why)
-                return
-            if self.airflow.dag_paused(d.dag_id):
-                self._set(d, Decision.PAUSED, f"DAG {d.dag_id} is paused in Airflow; unpause it to remediate")
-                return
-        if self.history is not None and self._history_blocks(alert, route, d):
-            return
-        if self.airflow is None:
-            notes = "dry run: nothing launched"
-            if self.history is None:
-                notes += "; decided on routing alone (no history: cooldown, busy, blocked not checked)"
-            self._set(d, Decision.TRIGGERED, f"{route.reason}; would launch {d.dag_run_id} ({notes})")
-            return
-        conf = {"alert": alert.to_conf()}
-        if self.airflow.trigger(template.dag_id, d.dag_run_id, conf):
-            self._set(d, Decision.TRIGGERED, f"{route.reason}; launched run {d.dag_run_id} for {target}")
-        else:
-            self._set(d, Decision.DUPLICATE, f"run {d.dag_run_id} already exists (409): launched earlier")
-
-    def _history_blocks(self, alert: Alert, route: Route, d: AlertDecision) -> bool:
-        assert self.history is not None
+    def judge(self, alert: Alert, route: Route, d: AlertDecision, facts: HistoryFacts) -> bool:
+        """blocked -> busy -> cooldown; True (and ``d`` set) when one applies."""
         target, template, now = d.target, route.template, self.clock()
-        failures = self.history.consecutive_failures(alert.alertname, target.namespace, target.name)
-        if failures >= self.max_failures:
-            self._set(
+        if facts.failures >= self.max_failures:
+            set_decision(
                 d,
                 Decision.BLOCKED,
-                f"{failures} consecutive failed remediations of {alert.alertname} on {target} "
+                f"{facts.failures} consecutive failed remediations of {alert.alertname} on {target} "
                 f"(limit {self.max_failures}): a human must look; a successful run clears this",
             )
             return True
-        active = self.history.active_runs(target.namespace, target.name)
         cooldown = template.configuration.cooldown
-        launches = self.history.recent_launches(
-            target.namespace, target.name, now - max(cooldown, self.launch_grace)
-        )
         pending = [
             r
-            for r in launches
+            for r in facts.launches
             if r.get("run_status") is None and (_utc(r.get("received_at")) or now) >= now - self.launch_grace
         ]
-        if active or pending:
-            run = (active or pending)[0]
-            self._set(d, Decision.BUSY, f"run {run.get('dag_run_id', '?')} for {target} is still active")
+        if facts.active or pending:
+            run = (facts.active or pending)[0]
+            set_decision(d, Decision.BUSY, f"run {run.get('dag_run_id', '?')} for {target} is still active")
             return True
-        last = self.history.last_run(template.name, target.namespace, target.name)
-        started = [_utc(last.get("started_at")) if last else None] + [
-            _utc(r.get("received_at")) for r in launches if r.get("template") == template.name
+        started = [_utc(facts.last.get("started_at")) if facts.last else None] + [
+            _utc(r.get("received_at")) for r in facts.launches if r.get("template") == template.name
         ]
         recent = max((s for s in started if s is not None), default=None)
         if recent is not None and now - recent < cooldown:
             left = cooldown - (now - recent)
-            self._set(
+            set_decision(
                 d,
                 Decision.COOLDOWN,
                 f"{template.name} remediated {target} at {recent:%Y-%m-%dT%H:%M:%SZ}; cooldown "
@@ -283,23 +271,23 @@ class Decider:
             return True
         return False
 
-    def _record(self, d: AlertDecision) -> None:
-        if self.history is None:
-            return
-        try:
-            self.history.record_decision(
-                fingerprint=d.fingerprint,
-                alert_name=d.alertname,
-                alert_status=d.status,
-                decision=str(d.decision),
-                reason=d.reason,
-                template=d.template,
-                dag_id=d.dag_id,
-                dag_run_id=d.dag_run_id,
-                target=d.target.as_dict(),
-                labels=d.labels,
-            )
-        except Exception as exc:  # the decision stands; losing its record must not fail the webhook
-            log.error(
-                "kubernaut intake: could not record decision %s for %s: %s", d.decision, d.fingerprint, exc
-            )
+
+def set_decision(d: AlertDecision, decision: Decision, reason: str) -> AlertDecision:
+    d.decision, d.reason = decision, reason
+    return d
+
+
+def decision_fields(d: AlertDecision, decision: str | None = None) -> dict[str, Any]:
+    """The history row of a decision (``decision`` overrides, e.g. ``triggering``)."""
+    return {
+        "fingerprint": d.fingerprint,
+        "alert_name": d.alertname,
+        "alert_status": d.status,
+        "decision": decision or str(d.decision),
+        "reason": d.reason,
+        "template": d.template,
+        "dag_id": d.dag_id,
+        "dag_run_id": d.dag_run_id,
+        "target": d.target.as_dict(),
+        "labels": d.labels,
+    }

@@ -1,20 +1,28 @@
 """What the webhook does with a valid payload: decide every alert, each on its own.
 
-Templates are reloaded when their files change; the history connection is opened per
-payload (the advisory lock lives on it), the Airflow client is shared.
+Templates are reloaded when their files change; history connections are pooled (one per
+thread of the intake's own small pool), the Airflow client is shared.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
 
 from kubernaut.config import KubernautConfig, load_config
 from kubernaut.intake.airflow_client import AirflowGateway, AirflowSettings
 from kubernaut.intake.decisions import AirflowPort, AlertDecision, Decider, HistoryPort
 from kubernaut.intake.history_checks import IntakeHistory
+from kubernaut.intake.launcher import InFlight, Launcher
 from kubernaut.intake.payload import WebhookPayload
 from kubernaut.intake.routing import Router
 from kubernaut.intake.settings import IntakeSettings
@@ -22,6 +30,8 @@ from kubernaut.templates import load_templates
 from kubernaut.templates.loader import template_files
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+TEMPLATES_RECHECK_SECONDS = 1.0
 
 
 class TemplateCache:
@@ -44,6 +54,52 @@ class TemplateCache:
             return self._router
 
 
+class HistoryPool:
+    """Blocking history work (psycopg2) on a small thread pool of the intake's own: a capacity
+    limiter of ``size`` instead of anyio's default one, whose 40 threads also serve the
+    api-server's own endpoints. One history (connection) per thread, reused."""
+
+    def __init__(self, factory: Callable[[], HistoryPort], size: int) -> None:
+        self._factory = factory
+        self.size = size
+        self._idle: queue.SimpleQueue[HistoryPort] = queue.SimpleQueue()
+        self._limiters: dict[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = {}
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            self._limiters = {lp: lim for lp, lim in self._limiters.items() if not lp.is_closed()}
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(self.size)
+        return limiter
+
+    async def run_sync(self, work: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(work, limiter=self._limiter())
+
+    async def __call__(self, work: Callable[[HistoryPort], T]) -> T:
+        return await self.run_sync(lambda: self._with_history(work))
+
+    def _with_history(self, work: Callable[[HistoryPort], T]) -> T:
+        try:
+            history = self._idle.get_nowait()
+        except queue.Empty:
+            history = self._factory()
+        try:
+            return work(history)
+        finally:
+            self._idle.put(history)  # a broken connection reconnects on its next use
+
+    def close(self) -> None:
+        while True:
+            try:
+                history = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            close = getattr(history, "close", None)
+            if callable(close):
+                close()
+
+
 class IntakeService:
     def __init__(
         self,
@@ -55,36 +111,50 @@ class IntakeService:
     ) -> None:
         self.settings = settings
         self.templates = TemplateCache(settings.templates_dir)
-        self._history_factory = history_factory or (lambda: IntakeHistory(settings.history_conn_id))
+        self.history = HistoryPool(
+            history_factory or (lambda: IntakeHistory(settings.history_conn_id)), settings.db_threads
+        )
         self._airflow = airflow
         self._config = config
         self._lock = threading.Lock()
+        self._checked: tuple[float, tuple[AirflowPort, KubernautConfig, Router]] | None = None
+        self._inflight: dict[asyncio.AbstractEventLoop, InFlight] = {}
 
-    def _dependencies(self) -> tuple[AirflowPort, KubernautConfig]:
+    def _dependencies(self) -> tuple[AirflowPort, KubernautConfig, Router]:
         with self._lock:  # built on first use: the plugin is imported by every Airflow component
             if self._airflow is None:
                 self._airflow = AirflowGateway(AirflowSettings.from_env())
             if self._config is None:
                 self._config = load_config()
-            return self._airflow, self._config
+            return self._airflow, self._config, self.templates.router()
 
-    def decide_all(self, payload: WebhookPayload, on_decision: Callable[[AlertDecision], None]) -> None:
+    def _inflight_here(self) -> InFlight:
+        loop = asyncio.get_running_loop()
+        if loop not in self._inflight:
+            self._inflight = {lp: f for lp, f in self._inflight.items() if not lp.is_closed()}
+            self._inflight[loop] = InFlight()
+        return self._inflight[loop]
+
+    async def _current(self) -> tuple[AirflowPort, KubernautConfig, Router]:
+        """The dependencies; template files are checked for changes at most once a second (on
+        the pool: config may be an Airflow Variable, templates are files), not per webhook."""
+        now = time.monotonic()
+        if self._checked is not None and now - self._checked[0] < TEMPLATES_RECHECK_SECONDS:
+            return self._checked[1]
+        current = await self.history.run_sync(self._dependencies)
+        self._checked = (now, current)
+        return current
+
+    async def warm_up(self) -> None:
+        airflow, _, _ = await self._current()
+        await airflow.warm()
+        await self.history(lambda h: h.ping())
+
+    async def decide_all(self, payload: WebhookPayload, on_decision: Callable[[AlertDecision], None]) -> None:
         """Decide each alert in order; ``on_decision`` sees each result as soon as it is made
         (so a 503 half-way still reports what was already launched)."""
-        airflow, config = self._dependencies()
-        router = self.templates.router()
-        history = self._history_factory()
-        try:
-            decider = Decider(
-                router,
-                config.policy,
-                history=history,
-                airflow=airflow,
-                max_failures=self.settings.max_failures,
-            )
-            for alert in payload.alerts:
-                on_decision(decider.decide(alert))
-        finally:
-            close = getattr(history, "close", None)
-            if callable(close):
-                close()
+        airflow, config, router = await self._current()
+        decider = Decider(router, config.policy, max_failures=self.settings.max_failures)
+        launcher = Launcher(decider, self.history, airflow, inflight=self._inflight_here())
+        for alert in payload.alerts:
+            on_decision(await launcher.decide(alert))

@@ -55,6 +55,7 @@ class IntakeSettings:
     history_conn_id: str = DEFAULT_CONN_ID
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_failures: int = 3
+    db_threads: int = 4  # the intake's own pool for history queries (see service.HistoryPool)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IntakeSettings:
