@@ -2,9 +2,14 @@
 
 An action is a class with a pydantic parameter model. The operator renders the
 template parameters, validates them with ``Params``, then calls, in order:
-``precheck`` -> ``run`` -> ``verify``. A mutating action returns, from ``run``,
-the prior state it changed (``ActionResult.undo``); ``undo`` restores it and must
-be safe to call twice.
+``precheck`` -> ``run`` -> (the wait ``run`` asked for, then ``after_wait``) -> ``verify``.
+A mutating action returns, from ``run``, the prior state it changed (``ActionResult.undo``);
+``undo`` restores it and must be safe to call twice.
+
+An action never sleeps to wait: ``run`` returns ``ActionResult(wait=ctx.wait(...))`` (a
+``kubernaut.waits.WaitSpec``) and the operator defers the step to the triggerer, which runs
+the wait without holding a worker slot; elsewhere (the test-kit, ``run_step``) the same wait
+runs in the calling process.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from kubernaut.waits.spec import WaitOutcome, WaitSpec, Wording
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -84,9 +91,24 @@ class ActionResult:
     output: dict[str, Any] = field(default_factory=dict)
     undo: dict[str, Any] | None = None
     changed: bool = False
+    # What to wait for before the step is done (``ActionContext.wait``); None: nothing.
+    wait: WaitSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "undo": self.undo, "changed": self.changed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ActionResult:
+        output = dict(data.get("output") or {})
+        return cls(output=output, undo=data.get("undo"), changed=bool(data.get("changed")))
+
+
+def wait_error(outcome: WaitOutcome) -> ActionError:
+    """The error a wait that did not end ``done`` fails its step with: the effect not seen in
+    time (VerificationFailed, with what was seen last) or a poll that failed (ActionError)."""
+    if outcome.status in ("timeout", "failed"):
+        return VerificationFailed(outcome.message)
+    return ActionError(outcome.message or f"wait ended {outcome.status}")
 
 
 def default_kube_client(conn_id: str) -> ApiClient:
@@ -107,6 +129,8 @@ class ActionContext:
     kube_client_factory: Callable[[str], ApiClient] = default_kube_client
     started: float = field(default_factory=time.monotonic)
     poll_interval: float = 1.0
+    # Waits poll every poll_interval at first, then less often, up to this (None: no growth).
+    max_poll_interval: float | None = None
     # For an explicit ``rollback:`` action: the undo record of the step it rolls back.
     undo_record: dict[str, Any] | None = None
     # Durable undo journal (wired by the operator to the history DB): ``prior_undo`` is the
@@ -148,6 +172,30 @@ class ActionContext:
         """Seconds left of the step's timeout (never negative)."""
         return max(0.0, self.timeout - (time.monotonic() - self.started))
 
+    def wait(
+        self,
+        kind: str,
+        args: dict[str, Any],
+        *,
+        what: str,
+        within: float | None = None,
+        wording: Wording = "reached",
+    ) -> WaitSpec:
+        """A wait of ``kind`` (``kubernaut.waits.driver.KINDS``) for ``run`` to return, bounded by
+        ``within`` seconds and the step's remaining time; ``what`` names it in messages."""
+        limit = self.remaining() if within is None else max(0.0, min(within, self.remaining()))
+        started = time.time()
+        return WaitSpec(
+            kind=kind,
+            args=args,
+            deadline=started + limit,
+            poll=self.poll_interval,
+            max_poll=self.max_poll_interval,
+            what=what,
+            wording=wording,
+            started=started,
+        )
+
 
 P = TypeVar("P", bound=ActionParams)
 
@@ -171,6 +219,17 @@ class Action(ABC, Generic[P]):
     @abstractmethod
     def run(self, ctx: ActionContext, params: P) -> ActionResult:
         """Do the work; a mutating action records the prior state in ``undo`` first."""
+
+    def after_wait(
+        self, ctx: ActionContext, params: P, result: ActionResult, outcome: WaitOutcome
+    ) -> ActionResult:
+        """The wait ``run`` asked for has ended (in this process or in the triggerer, maybe
+        hours later: use only ``result`` and ``params``, never state kept on ``self``). By
+        default a wait that did not end ``done`` fails the step; an action whose output comes
+        from the wait overrides this to merge ``outcome.detail`` into it."""
+        if not outcome.done:
+            raise wait_error(outcome)
+        return result
 
     def verify(self, ctx: ActionContext, params: P, result: ActionResult) -> None:
         """Post-validation: raise VerificationFailed if the effect did not happen."""
@@ -208,8 +267,8 @@ class Action(ABC, Generic[P]):
 
         return Bounds()
 
-    def execute(self, ctx: ActionContext, params: P) -> ActionResult:
-        """The full sequence for one step: policy, pre-check, run, post-validation."""
+    def start(self, ctx: ActionContext, params: P) -> ActionResult:
+        """Policy, pre-check and run: everything before the wait."""
         mutating = self.is_mutating(params)
         if mutating:
             from kubernaut.policy import check_policy
@@ -220,7 +279,34 @@ class Action(ABC, Generic[P]):
             # Journaled before the change, so the rollback knows it happened and reports it
             # not restorable (or runs the template's `rollback:` action).
             ctx.remember_prior({"no_undo": self.no_undo_reason(params)})
-        result = self.run(ctx, params)
+        return self.run(ctx, params)
+
+    def pending_wait(self, ctx: ActionContext, params: P, result: ActionResult) -> WaitSpec | None:
+        """The wait still to run after ``start``. A dry run of a change changed nothing, so
+        nothing is awaited (as nothing is verified); a read-only check waits in a dry run too."""
+        if result.wait is None or (ctx.dry_run and self.is_mutating(params)):
+            return None
+        return result.wait
+
+    def finish(
+        self, ctx: ActionContext, params: P, result: ActionResult, outcome: WaitOutcome | None
+    ) -> ActionResult:
+        """After the wait (``outcome``; None when there was none): ``after_wait``, then ``verify``."""
+        if outcome is not None:
+            result = self.after_wait(ctx, params, result, outcome)
+        result.wait = None
         if not ctx.dry_run:
             self.verify(ctx, params, result)
         return result
+
+    def execute(self, ctx: ActionContext, params: P) -> ActionResult:
+        """The full sequence for one step, waiting in this process: policy, pre-check, run,
+        the wait, post-validation."""
+        result = self.start(ctx, params)
+        wait = self.pending_wait(ctx, params, result)
+        outcome = None
+        if wait is not None:
+            from kubernaut.waits.driver import wait_here
+
+            outcome = wait_here(wait, ctx.kube_conn_id, ctx.logger)
+        return self.finish(ctx, params, result, outcome)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -65,9 +66,16 @@ class Wait(Action[WaitParams]):
         seconds = params.duration.total_seconds()
         if seconds > ctx.remaining():
             raise ActionError(f"wait of {seconds:g}s exceeds the step's remaining {ctx.remaining():.0f}s")
-        if not ctx.dry_run:
-            time.sleep(seconds)
-        return ActionResult(output={"waited_seconds": 0.0 if ctx.dry_run else seconds})
+        if ctx.dry_run:
+            return ActionResult(output={"waited_seconds": 0.0})
+        until = time.time() + seconds
+        # Looked at once, then after a pause a hair longer than the duration (two polls); a few
+        # seconds of room so that a late wake-up is not a timeout.
+        wait = ctx.wait(
+            "timer", {"until": until, "seconds": seconds}, what=f"wait of {seconds:g}s", within=seconds + 5
+        )
+        wait = dataclasses.replace(wait, poll=seconds + 0.05, max_poll=None)
+        return ActionResult(output={"waited_seconds": seconds}, wait=wait)
 
 
 class LogParams(ActionParams):

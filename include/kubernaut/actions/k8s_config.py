@@ -231,17 +231,21 @@ class RotateSecret(Action[RotateSecretParams]):
             "restarted": sorted(restarted),
             "dry_run": ctx.dry_run,
         }
-        return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
+        # The consumers' rollouts (this step has secret parameters: it waits where it runs).
+        targets = [
+            {"kind": c.kind, "namespace": params.namespace, "name": c.name, "replicas": None}
+            for c in params.consumers
+        ]
+        what = f"rollout of the consumers of secret {params.namespace}/{params.secret}"
+        wait = ctx.wait("rollout", {"targets": targets}, what=what) if targets else None
+        return ActionResult(output=output, undo=undo, changed=not ctx.dry_run, wait=wait)
 
     def verify(self, ctx: ActionContext, params: RotateSecretParams, result: ActionResult) -> None:
         from kubernaut.kube.objects import read_object
-        from kubernaut.kube.workloads import wait_workload_ready
 
         data = read_object(ctx.api_client, "Secret", params.namespace, params.secret).get("data") or {}
         if any(data.get(k) != v for k, v in self._encoded(params).items()):
             raise VerificationFailed(f"secret {params.namespace}/{params.secret} does not hold the new data")
-        for consumer in params.consumers:
-            wait_workload_ready(ctx, consumer.kind, params.namespace, consumer.name)
 
     def undo(self, ctx: ActionContext, params: RotateSecretParams, record: dict[str, Any]) -> dict[str, Any]:
         restored = restore_data(ctx, "Secret", params.namespace, params.secret, record["data"])

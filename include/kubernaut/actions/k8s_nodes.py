@@ -3,8 +3,8 @@ taint, untaint."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,10 +17,12 @@ from kubernaut.actions.base import (
     ActionResult,
     NotRestorable,
     PreconditionFailed,
+    wait_error,
 )
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import ObjectName
 from kubernaut.policy import Bounds, Target
+from kubernaut.waits.spec import WaitOutcome
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -329,51 +331,53 @@ class DrainNode(Action[DrainNodeParams]):
         grace = params.grace_period_seconds
         for pod in plan.delete:
             delete_completed(ctx, pod, grace)
-        pending, evicted = list(plan.evict), []
-        while pending:
-            blocked = []
-            for pod in pending:
-                if evict(ctx, pod, grace):
-                    evicted.append(_name(pod))
-                else:
-                    blocked.append(pod)
-            pending = blocked
-            if not pending or ctx.dry_run:
-                break
-            if ctx.remaining() <= ctx.poll_interval:
-                names = ", ".join(_name(p) for p in pending)
-                raise PreconditionFailed(
-                    f"drain of node {params.node}: disruption budgets still refuse evicting {names}; "
-                    "the node stays cordoned (undo uncordons it)"
-                )
-            time.sleep(ctx.poll_interval)  # a PDB allows more once replacements are Ready elsewhere
+        evicted: list[client.V1Pod] = []
+        pending: list[client.V1Pod] = []
+        for pod in plan.evict:
+            (evicted if evict(ctx, pod, grace) else pending).append(pod)
+        # The wait retries what a budget refused (it allows more once replacements are Ready
+        # elsewhere) and ends when every drained pod is deleted, not merely Terminating.
+        blocked = [
+            {"namespace": p.metadata.namespace, "name": p.metadata.name, "uid": p.metadata.uid}
+            for p in pending
+        ]
+        args = {
+            "node": params.node,
+            "uids": sorted(p.metadata.uid for p in plan.drained),
+            "blocked": blocked,
+            "grace": grace,
+        }
+        wait = ctx.wait("drain", args, what=f"drain of node {params.node} (evicted pods deleted)")
         output = {
             "node": params.node,
             "unschedulable_before": before,
-            "evicted": sorted(evicted),
+            "evicted": sorted(_name(p) for p in evicted),
             "deleted_completed": sorted(_name(p) for p in plan.delete),
             "terminating": sorted(_name(p) for p in plan.terminating),
             "skipped": {k: sorted(v) for k, v in sorted(plan.skipped.items())},
             "blocked_by_pdb": sorted(_name(p) for p in pending),
-            # verify waits until these are deleted from the API, not merely Terminating
-            "uids": sorted(p.metadata.uid for p in plan.drained),
+            # the wait ends when these are deleted from the API, not merely Terminating
+            "uids": args["uids"],
             "dry_run": ctx.dry_run,
         }
-        return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
+        return ActionResult(output=output, undo=undo, changed=not ctx.dry_run, wait=wait)
 
-    def verify(self, ctx: ActionContext, params: DrainNodeParams, result: ActionResult) -> None:
-        from kubernaut.kube.waiting import wait_for
-
-        wait_unschedulable(ctx, params.node, True)
-        uids = set(result.output["uids"])
-
-        def gone() -> tuple[bool, list[str]]:
-            left = [_name(p) for p in pods_on_node(ctx, params.node) if p.metadata.uid in uids]
-            return not left, left
-
-        # kubectl drain's wait: an evicted pod is gone once the API has deleted it (its kubelet
-        # stopped it), not when it is marked Terminating.
-        wait_for(ctx, gone, what=f"drain of node {params.node} (evicted pods deleted)")
+    def after_wait(
+        self, ctx: ActionContext, params: DrainNodeParams, result: ActionResult, outcome: WaitOutcome
+    ) -> ActionResult:
+        detail = outcome.detail if isinstance(outcome.detail, dict) else {}
+        if not outcome.done and detail.get("blocked_by_pdb") and outcome.status == "timeout":
+            names = ", ".join(detail["blocked_by_pdb"])
+            raise PreconditionFailed(
+                f"drain of node {params.node}: disruption budgets still refuse evicting {names}; "
+                "the node stays cordoned (undo uncordons it)"
+            )
+        if not outcome.done:
+            raise wait_error(outcome)
+        output = dict(result.output)
+        output["evicted"] = sorted({*output["evicted"], *detail.get("evicted_while_waiting", [])})
+        output["blocked_by_pdb"] = []
+        return dataclasses.replace(result, output=output)
 
     def undo(self, ctx: ActionContext, params: DrainNodeParams, record: dict[str, Any]) -> dict[str, Any]:
         restored = restore_schedulable(ctx, params.node, record)  # the node itself comes back first

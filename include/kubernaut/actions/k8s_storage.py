@@ -19,9 +19,9 @@ from kubernaut.actions.base import (
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
 from kubernaut.policy import Target
+from kubernaut.waits.spec import WaitSpec
 
 PVC = "PersistentVolumeClaim"
-RESIZE_PENDING = "FileSystemResizePending"
 SNAPSHOT_GROUP, SNAPSHOT_VERSION, SNAPSHOTS = "snapshot.storage.k8s.io", "v1", "volumesnapshots"
 SNAPSHOT_CLASSES = "volumesnapshotclasses"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -42,10 +42,6 @@ StorageSize = Annotated[
 
 def requested_storage(pvc: dict[str, Any]) -> str | None:
     return (((pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
-
-
-def capacity(pvc: dict[str, Any]) -> str | None:
-    return ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
 
 
 def read_bound_claim(ctx: ActionContext, namespace: str, name: str) -> dict[str, Any]:
@@ -126,7 +122,12 @@ class ExpandPvc(Action[ExpandPvcParams]):
             prior = ctx.prior_undo
             if prior is not None and grown:  # an interrupted attempt grew it already
                 output["storage_before"] = prior["storage"]
-                return ActionResult(output={**output, "already_done": True}, undo=prior, changed=True)
+                return ActionResult(
+                    output={**output, "already_done": True},
+                    undo=prior,
+                    changed=True,
+                    wait=self._wait(ctx, params),
+                )
             if grown:
                 raise PreconditionFailed(
                     f"persistentvolumeclaim {params.namespace}/{params.pvc} requests {current}: "
@@ -138,32 +139,19 @@ class ExpandPvc(Action[ExpandPvcParams]):
                 "spec": {"resources": {"requests": {"storage": params.size}}},
             }
             patch_object(ctx.api_client, PVC, params.namespace, params.pvc, patch, MERGE_PATCH, dry(ctx))
-            return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
+            return ActionResult(
+                output=output, undo=undo, changed=not ctx.dry_run, wait=self._wait(ctx, params)
+            )
 
         return retry_on_conflict(attempt)
 
-    def verify(self, ctx: ActionContext, params: ExpandPvcParams, result: ActionResult) -> None:
-        from kubernaut.kube.objects import read_object
-        from kubernaut.kube.quantity import parse
-        from kubernaut.kube.waiting import wait_for
-
-        wanted = parse(params.size)
-
-        def check() -> tuple[bool, dict[str, Any]]:
-            pvc = read_object(ctx.api_client, PVC, params.namespace, params.pvc)
-            seen = capacity(pvc)
-            conditions = [
-                c.get("type")
-                for c in (pvc.get("status") or {}).get("conditions") or []
-                if c.get("status") == "True"
-            ]
-            if RESIZE_PENDING in conditions:
-                # The volume grew; its file system grows when a pod (re)mounts it.
-                ctx.logger.info("kubernaut: %s/%s: %s", params.namespace, params.pvc, RESIZE_PENDING)
-                return True, {"capacity": seen, "conditions": conditions}
-            return seen is not None and parse(seen) >= wanted, {"capacity": seen, "conditions": conditions}
-
-        wait_for(ctx, check, what=f"expansion of persistentvolumeclaim {params.namespace}/{params.pvc}")
+    @staticmethod
+    def _wait(ctx: ActionContext, params: ExpandPvcParams) -> WaitSpec:
+        # Capacity reached, or FileSystemResizePending: the volume grew and its file system
+        # grows when a pod (re)mounts it (kubernaut.waits.storage).
+        args = {"namespace": params.namespace, "pvc": params.pvc, "size": params.size}
+        what = f"expansion of persistentvolumeclaim {params.namespace}/{params.pvc}"
+        return ctx.wait("pvc_expanded", args, what=what)
 
     def undo(self, ctx: ActionContext, params: ExpandPvcParams, record: dict[str, Any]) -> dict[str, Any]:
         from kubernaut.kube.objects import read_object
@@ -287,7 +275,9 @@ class CreateSnapshot(Action[CreateSnapshotParams]):
         if existing is None:
             undo = ctx.remember_prior(fresh)  # journaled first: a retry reuses this name
             if self._create(ctx, params, name):
-                return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
+                return ActionResult(
+                    output=output, undo=undo, changed=not ctx.dry_run, wait=self._wait(ctx, params, name)
+                )
             existing = get_snapshot(ctx, params.namespace, name)  # created since our read
         # An existing snapshot is this step's when the journal names it or its name was derived
         # from this run; a snapshot someone else named so is never adopted (nor later deleted).
@@ -298,7 +288,12 @@ class CreateSnapshot(Action[CreateSnapshotParams]):
                 + "; give another name"
             )
         undo = ctx.remember_prior(fresh)
-        return ActionResult(output={**output, "already_done": True}, undo=undo, changed=True)
+        return ActionResult(
+            output={**output, "already_done": True},
+            undo=undo,
+            changed=True,
+            wait=self._wait(ctx, params, name),
+        )
 
     @staticmethod
     def _create(ctx: ActionContext, params: CreateSnapshotParams, name: str) -> bool:
@@ -328,17 +323,10 @@ class CreateSnapshot(Action[CreateSnapshotParams]):
                 raise
         return True
 
-    def verify(self, ctx: ActionContext, params: CreateSnapshotParams, result: ActionResult) -> None:
-        from kubernaut.kube.waiting import wait_for
-
-        name = result.output["snapshot"]
-
-        def check() -> tuple[bool, dict[str, Any]]:
-            snapshot = get_snapshot(ctx, params.namespace, name)
-            status = (snapshot or {}).get("status") or {}
-            return bool(status.get("readyToUse")), {"exists": snapshot is not None, **status}
-
-        wait_for(ctx, check, what=f"volumesnapshot {params.namespace}/{name} readyToUse")
+    @staticmethod
+    def _wait(ctx: ActionContext, params: CreateSnapshotParams, name: str) -> WaitSpec:
+        args = {"namespace": params.namespace, "name": name}
+        return ctx.wait("snapshot_ready", args, what=f"volumesnapshot {params.namespace}/{name} readyToUse")
 
     def undo(
         self, ctx: ActionContext, params: CreateSnapshotParams, record: dict[str, Any]

@@ -19,7 +19,7 @@ from kubernaut.actions.base import (
     ActionResult,
     PreconditionFailed,
 )
-from kubernaut.actions.kubernetes import RestartPod, RestartPodParams
+from kubernaut.actions.kubernetes import RestartPod, RestartPodParams, rollout_wait
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
 from kubernaut.policy import Bounds, Target
@@ -111,17 +111,14 @@ class ScaleStatefulSet(Action[ScaleStatefulSetParams]):
         before, undo = set_statefulset_replicas(
             ctx, params.namespace, params.statefulset, params.replicas, journal=True
         )
+        wait = rollout_wait(
+            ctx, "StatefulSet", params.namespace, params.statefulset, replicas=params.replicas
+        )
         return ActionResult(
             output={"replicas_before": before, "replicas": params.replicas, "dry_run": ctx.dry_run},
             undo=undo,
             changed=before != params.replicas and not ctx.dry_run,
-        )
-
-    def verify(self, ctx: ActionContext, params: ScaleStatefulSetParams, result: ActionResult) -> None:
-        from kubernaut.kube.workloads import wait_workload_ready
-
-        wait_workload_ready(
-            ctx, "StatefulSet", params.namespace, params.statefulset, replicas=params.replicas
+            wait=wait,
         )
 
     def undo(
@@ -205,12 +202,8 @@ class RestartDaemonSet(Action[DaemonSetParams]):
     def run(self, ctx: ActionContext, params: DaemonSetParams) -> ActionResult:
         undo, done = restart_workload(ctx, "DaemonSet", params.namespace, params.daemonset)
         output = {"restartedAt_before": undo["restartedAt"], "already_done": done, "dry_run": ctx.dry_run}
-        return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
-
-    def verify(self, ctx: ActionContext, params: DaemonSetParams, result: ActionResult) -> None:
-        from kubernaut.kube.workloads import wait_workload_ready
-
-        wait_workload_ready(ctx, "DaemonSet", params.namespace, params.daemonset)
+        wait = rollout_wait(ctx, "DaemonSet", params.namespace, params.daemonset)
+        return ActionResult(output=output, undo=undo, changed=not ctx.dry_run, wait=wait)
 
     def undo(self, ctx: ActionContext, params: DaemonSetParams, record: dict[str, Any]) -> dict[str, Any]:
         return unrestart_workload(ctx, "DaemonSet", params.namespace, params.daemonset, record["restartedAt"])
@@ -314,12 +307,9 @@ class RollbackDeployment(Action[RollbackDeploymentParams]):
             )
             return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
 
-        return retry_on_conflict(attempt)
-
-    def verify(self, ctx: ActionContext, params: RollbackDeploymentParams, result: ActionResult) -> None:
-        from kubernaut.kube.workloads import wait_workload_ready
-
-        wait_workload_ready(ctx, "Deployment", params.namespace, params.deployment)
+        result = retry_on_conflict(attempt)
+        result.wait = rollout_wait(ctx, "Deployment", params.namespace, params.deployment)
+        return result
 
     def undo(
         self, ctx: ActionContext, params: RollbackDeploymentParams, record: dict[str, Any]
@@ -503,12 +493,9 @@ class IncreaseResources(Action[IncreaseResourcesParams]):
             }
             return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
 
-        return retry_on_conflict(attempt)
-
-    def verify(self, ctx: ActionContext, params: IncreaseResourcesParams, result: ActionResult) -> None:
-        from kubernaut.kube.workloads import wait_workload_ready
-
-        wait_workload_ready(ctx, params.kind, params.namespace, params.name)
+        result = retry_on_conflict(attempt)
+        result.wait = rollout_wait(ctx, params.kind, params.namespace, params.name)
+        return result
 
     def undo(
         self, ctx: ActionContext, params: IncreaseResourcesParams, record: dict[str, Any]

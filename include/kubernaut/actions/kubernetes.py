@@ -25,6 +25,7 @@ from kubernaut.actions.base import (
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
 from kubernaut.policy import Bounds, Target
+from kubernaut.waits.spec import WaitSpec
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
@@ -153,7 +154,8 @@ class RestartPod(Action[RestartPodParams]):
         if prior is not None and (pod is None or pod.metadata.uid != prior["uid"]):
             # The pod this step meant to restart is already gone: never delete its successor.
             output = {"deleted": prior["uid"], "owner": prior["owner"], "dry_run": ctx.dry_run}
-            return ActionResult(output={**output, "already_done": True}, undo=prior, changed=True)
+            wait = pod_gone_wait(ctx, params.namespace, params.pod, prior["uid"])
+            return ActionResult(output={**output, "already_done": True}, undo=prior, changed=True, wait=wait)
         if pod is None:
             raise ActionError(f"pod {params.namespace}/{params.pod} not found")
         owner = controller_of(pod.metadata)
@@ -175,23 +177,32 @@ class RestartPod(Action[RestartPodParams]):
             output={"deleted": pod.metadata.uid, "owner": undo["owner"], "dry_run": ctx.dry_run},
             undo=undo,
             changed=not ctx.dry_run,
+            wait=pod_gone_wait(ctx, params.namespace, params.pod, pod.metadata.uid),
         )
-
-    def verify(self, ctx: ActionContext, params: RestartPodParams, result: ActionResult) -> None:
-        from kubernaut.kube import clients
-        from kubernaut.kube.pods import read_pod
-        from kubernaut.kube.waiting import wait_for
-
-        core, uid = clients.core(ctx), result.output["deleted"]
-
-        def gone() -> tuple[bool, str]:
-            pod = read_pod(core, params.namespace, params.pod)
-            return (pod is None or pod.metadata.uid != uid), "old pod still present"
-
-        wait_for(ctx, gone, what=f"deletion of pod {params.namespace}/{params.pod}")
 
     def undo(self, ctx: ActionContext, params: RestartPodParams, record: dict[str, Any]) -> dict[str, Any]:
         return recreate_unowned_pod(ctx, record)
+
+
+def pod_gone_wait(ctx: ActionContext, namespace: str, pod: str, uid: str) -> WaitSpec:
+    """Until no pod of that name has that uid (deleted, or replaced under the same name)."""
+    args = {"namespace": namespace, "pod": pod, "uid": uid}
+    return ctx.wait("pod_replaced", args, what=f"deletion of pod {namespace}/{pod}")
+
+
+def rollout_wait(
+    ctx: ActionContext,
+    kind: str,
+    namespace: str,
+    name: str,
+    *,
+    replicas: int | None = None,
+    within: float | None = None,
+) -> WaitSpec:
+    """Until the workload has rolled out (with ``replicas`` wanted, if given): kubernaut.waits.rollout."""
+    targets = [{"kind": kind, "namespace": namespace, "name": name, "replicas": replicas}]
+    what = f"rollout of {kind.lower()} {namespace}/{name}"
+    return ctx.wait("rollout", {"targets": targets}, what=what, within=within)
 
 
 # Set by the API server or the scheduler, or refused on create: a recreated pod starts without them.
@@ -334,10 +345,10 @@ class ScaleDeployment(Action[ScaleDeploymentParams]):
             output={"replicas_before": before, "replicas": params.replicas},
             undo=undo,
             changed=before != params.replicas and not ctx.dry_run,
+            wait=rollout_wait(
+                ctx, "Deployment", params.namespace, params.deployment, replicas=params.replicas
+            ),
         )
-
-    def verify(self, ctx: ActionContext, params: ScaleDeploymentParams, result: ActionResult) -> None:
-        wait_deployment_ready(ctx, params.namespace, params.deployment, replicas=params.replicas)
 
     def undo(
         self, ctx: ActionContext, params: ScaleDeploymentParams, record: dict[str, Any]
@@ -345,32 +356,6 @@ class ScaleDeployment(Action[ScaleDeploymentParams]):
         target = int(record["replicas"])
         before, _ = _set_replicas(ctx, params.namespace, params.deployment, target, journal=False)
         return {"replicas": target, "replicas_before_undo": before, "restored": before != target}
-
-
-def wait_deployment_ready(
-    ctx: ActionContext,
-    namespace: str,
-    name: str,
-    *,
-    replicas: int | None = None,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    from kubernaut.kube import clients
-    from kubernaut.kube.errors import api_errors
-    from kubernaut.kube.rollout import rollout_status
-    from kubernaut.kube.waiting import wait_for
-
-    apps, core = clients.apps(ctx), clients.core(ctx)
-
-    def check() -> tuple[bool, dict[str, Any]]:
-        with api_errors(f"deployment {namespace}/{name}"):
-            dep = apps.read_namespaced_deployment(name, namespace)
-        status = rollout_status(core, dep)
-        if replicas is not None and status["desired"] != replicas:
-            return False, status
-        return bool(status["complete"]), status
-
-    return wait_for(ctx, check, what=f"rollout of deployment {namespace}/{name}", timeout=timeout)
 
 
 @register
@@ -418,7 +403,8 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
         if prior is not None and annotations.get(RESTARTED_AT) != prior["restartedAt"]:
             # An interrupted earlier attempt already restarted it: restarting twice is a double change.
             output = {"restartedAt": annotations.get(RESTARTED_AT), "already_done": True}
-            return ActionResult(output=output, undo=prior, changed=True)
+            wait = rollout_wait(ctx, "Deployment", params.namespace, params.deployment)
+            return ActionResult(output=output, undo=prior, changed=True, wait=wait)
         undo = ctx.remember_prior(
             {"restartedAt": annotations.get(RESTARTED_AT), "generation": dep.metadata.generation}
         )
@@ -431,10 +417,8 @@ class RolloutRestartDeployment(Action[DeploymentParams]):
             apps.patch_namespaced_deployment(
                 params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **clients.dry(ctx)
             )
-        return ActionResult(output={"restartedAt": now}, undo=undo, changed=not ctx.dry_run)
-
-    def verify(self, ctx: ActionContext, params: DeploymentParams, result: ActionResult) -> None:
-        wait_deployment_ready(ctx, params.namespace, params.deployment)
+        wait = rollout_wait(ctx, "Deployment", params.namespace, params.deployment)
+        return ActionResult(output={"restartedAt": now}, undo=undo, changed=not ctx.dry_run, wait=wait)
 
     def undo(self, ctx: ActionContext, params: DeploymentParams, record: dict[str, Any]) -> dict[str, Any]:
         # Restoring the previous template annotation rolls back to the previous ReplicaSet.
@@ -466,5 +450,6 @@ __all__ = [
     "RollbackPodRestart",
     "RolloutRestartDeployment",
     "ScaleDeployment",
-    "wait_deployment_ready",
+    "pod_gone_wait",
+    "rollout_wait",
 ]

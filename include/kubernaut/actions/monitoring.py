@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, VerificationFailed
+from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, wait_error
 from kubernaut.actions.k8s_workloads import WorkloadKind
-from kubernaut.actions.kubernetes import wait_deployment_ready
+from kubernaut.actions.kubernetes import rollout_wait
 from kubernaut.actions.registry import register
 from kubernaut.durations import Duration, format_duration
 from kubernaut.kube.names import NamespaceName, ObjectName
+from kubernaut.waits.spec import WaitOutcome
 
 if TYPE_CHECKING:
     from kubernetes import client
 
     from kubernaut.kube.pods import Owner
+
+# The watch of validate_no_oom_kills ends with a last look: room for it before the deadline.
+OBSERVE_SLACK = 2.0
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -57,33 +61,6 @@ class PodHealthParams(ActionParams):
         return self
 
 
-class Steadiness:
-    """Tracks, per pod uid, since when it has been Ready with an unchanged restart count."""
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self.since: dict[str, tuple[float, int]] = {}
-
-    def observe(self, pods: list[client.V1Pod]) -> tuple[bool, dict[str, float | None]]:
-        from kubernaut.kube.pods import container_summaries, is_ready
-
-        now = time.monotonic()
-        steady: dict[str, float | None] = {}
-        for pod in pods:
-            uid, restarts = pod.metadata.uid, sum(c["restartCount"] for c in container_summaries(pod))
-            if not is_ready(pod):
-                self.since.pop(uid, None)
-                steady[pod.metadata.name] = None
-                continue
-            first, seen = self.since.get(uid, (now, restarts))
-            if seen != restarts:  # restarted since the last look: the window starts again
-                first = now
-            self.since[uid] = (first, restarts)
-            steady[pod.metadata.name] = round(now - first, 1)
-        ok = bool(pods) and all(v is not None and v >= self.window for v in steady.values())
-        return ok, steady
-
-
 @register
 class ValidatePodHealth(Action[PodHealthParams]):
     """The alerting pod must be Ready and not restarting: Ready continuously for ``stable_for``
@@ -112,59 +89,33 @@ class ValidatePodHealth(Action[PodHealthParams]):
     def run(self, ctx: ActionContext, params: PodHealthParams) -> ActionResult:
         from kubernetes import client
 
-        from kubernaut.kube.pods import controller_of, owner_pods, pod_summary, read_pod_seen
-        from kubernaut.kube.waiting import wait_for
+        from kubernaut.kube.pods import controller_of, read_pod_seen, rfc3339
 
         core, apps = client.CoreV1Api(ctx.api_client), client.AppsV1Api(ctx.api_client)
         first, _ = read_pod_seen(core, params.namespace, params.pod)
-        alerting_uid = params.pod_uid or (first.metadata.uid if first is not None else None)
-        since = params.since
         owner = controller_of(first.metadata) if first is not None else self._guess_owner(apps, params)
-        steadiness = Steadiness(params.stable_for.total_seconds())
-
-        def check() -> tuple[bool, dict[str, Any]]:
-            nonlocal owner, since
-            pod, seen_at = read_pod_seen(core, params.namespace, params.pod)
-            alive = pod is not None and pod.metadata.deletion_timestamp is None
-            if pod is not None and alive and (alerting_uid is None or pod.metadata.uid == alerting_uid):
-                since = seen_at if since is None else max(since, seen_at)  # replacements come later
-                ok, steady = steadiness.observe([pod])
-                return ok, {"pod": pod_summary(pod), "replacement": False, "steadyFor": steady}
-            if owner is None and pod is not None:
-                owner = controller_of(pod.metadata)
-            gone = {"name": params.pod, "exists": pod is not None, "uid": alerting_uid}
-            if owner is None:
-                return False, {"pod": gone, "reason": "the pod is gone and had no controller to replace it"}
-            candidates = sorted(
-                (
-                    p
-                    for p in owner_pods(core, apps, params.namespace, owner)
-                    if p.metadata.uid != alerting_uid
-                    and (since is None or p.metadata.creation_timestamp >= since)
-                ),
-                key=lambda p: (p.metadata.creation_timestamp, p.metadata.name),
-            )
-            if not candidates:
-                return False, {"pod": gone, "reason": f"no replacement from {owner.kind} {owner.name} yet"}
-            ok, steady = steadiness.observe(candidates)
-            return ok, {
-                "pod": pod_summary(candidates[0]),
-                "replacement": True,
-                "replacements": [p.metadata.name for p in candidates],
-                "steadyFor": steady,
-            }
-
-        seen = wait_for(
-            ctx,
-            check,
-            what=(
-                f"pod {params.namespace}/{params.pod} (or, once gone, its replacement) Ready "
-                f"without restarts for {params.stable_for.total_seconds():g}s"
-            ),
-            timeout=params.wait_timeout.total_seconds(),
+        stable = params.stable_for.total_seconds()
+        args = {
+            "namespace": params.namespace,
+            "pod": params.pod,
+            "alerting_uid": params.pod_uid or (first.metadata.uid if first is not None else None),
+            "since": rfc3339(params.since),
+            "owner": owner.to_dict() if owner else None,
+            "stable_for": stable,
+        }
+        what = (
+            f"pod {params.namespace}/{params.pod} (or, once gone, its replacement) Ready "
+            f"without restarts for {stable:g}s"
         )
-        since_text = since.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if since else None
-        return ActionResult(output={"healthy": True, **seen, "since": since_text})
+        within = params.wait_timeout.total_seconds()
+        return ActionResult(wait=ctx.wait("pod_health", args, what=what, within=within))
+
+    def after_wait(
+        self, ctx: ActionContext, params: PodHealthParams, result: ActionResult, outcome: WaitOutcome
+    ) -> ActionResult:
+        if not outcome.done:
+            raise wait_error(outcome)
+        return ActionResult(output={"healthy": True, **outcome.detail})
 
     @staticmethod
     def _guess_owner(apps: client.AppsV1Api, params: PodHealthParams) -> Owner | None:
@@ -205,10 +156,17 @@ class ValidateDeploymentReady(Action[DeploymentReadyParams]):
     summary = "Wait until a deployment's rollout is complete and all its pods are Ready."
 
     def run(self, ctx: ActionContext, params: DeploymentReadyParams) -> ActionResult:
-        status = wait_deployment_ready(
-            ctx, params.namespace, params.deployment, timeout=params.wait_timeout.total_seconds()
+        within = params.wait_timeout.total_seconds()
+        return ActionResult(
+            wait=rollout_wait(ctx, "Deployment", params.namespace, params.deployment, within=within)
         )
-        return ActionResult(output={"healthy": True, **status})
+
+    def after_wait(
+        self, ctx: ActionContext, params: DeploymentReadyParams, result: ActionResult, outcome: WaitOutcome
+    ) -> ActionResult:
+        if not outcome.done:
+            raise wait_error(outcome)
+        return ActionResult(output={"healthy": True, **outcome.detail})
 
 
 class NoOomParams(ActionParams):
@@ -222,26 +180,6 @@ class NoOomParams(ActionParams):
     wait_timeout: Duration = Field(
         default=timedelta(minutes=5), description="How long to wait for the rollout to complete"
     )
-
-
-def oom_kills(pods: list[client.V1Pod]) -> list[dict[str, Any]]:
-    """Containers whose current or last instance the kernel killed for exceeding its memory limit."""
-    from kubernaut.kube.pods import container_summaries
-
-    found = []
-    for pod in pods:
-        limits = {c.name: ((c.resources.limits or {}) if c.resources else {}) for c in pod.spec.containers}
-        for container in container_summaries(pod):
-            if container["oomKilled"]:
-                found.append(
-                    {
-                        "pod": pod.metadata.name,
-                        "container": container["name"],
-                        "restartCount": container["restartCount"],
-                        "memoryLimit": limits.get(container["name"], {}).get("memory"),
-                    }
-                )
-    return found
 
 
 @register
@@ -258,43 +196,37 @@ class ValidateNoOomKills(Action[NoOomParams]):
     )
 
     def run(self, ctx: ActionContext, params: NoOomParams) -> ActionResult:
-        from kubernaut.kube.pods import container_summaries
-        from kubernaut.kube.workloads import wait_workload_ready, workload_pods
-
-        what = f"{params.kind.lower()} {params.namespace}/{params.name}"
-        started = time.monotonic()
-        status = wait_workload_ready(
-            ctx, params.kind, params.namespace, params.name, timeout=params.wait_timeout.total_seconds()
+        rollout = min(params.wait_timeout.total_seconds(), ctx.remaining())
+        observe = params.observe.total_seconds()
+        wait = ctx.wait(
+            "no_oom",
+            {},
+            what=f"{params.kind.lower()} {params.namespace}/{params.name} without OOM kills for {observe:g}s",
+            within=rollout + observe + OBSERVE_SLACK,
         )
-        window = params.observe.total_seconds()
-        if window > ctx.remaining():
-            raise VerificationFailed(
-                f"{what}: {ctx.remaining():.0f}s left of the step, too little to watch for {window:g}s"
-            )
-        watched = time.monotonic()
-        end = watched + window
-        seen: dict[str, int] = {}
-        while True:
-            pods = workload_pods(ctx, params.kind, params.namespace, params.name)
-            killed = oom_kills(pods)
-            if killed:
-                listed = "; ".join(
-                    f"container {k['container']} of pod {k['pod']} (memory limit {k['memoryLimit']}, "
-                    f"{k['restartCount']} restarts)"
-                    for k in killed
-                )
-                raise VerificationFailed(f"{what}: OOMKilled again after the rollout: {listed}")
-            for pod in pods:
-                seen[pod.metadata.name] = sum(c["restartCount"] for c in container_summaries(pod))
-            if time.monotonic() >= end:
-                break
-            time.sleep(min(ctx.poll_interval, max(0.05, end - time.monotonic())))
+        args = {
+            "kind": params.kind,
+            "namespace": params.namespace,
+            "name": params.name,
+            "rollout_within": rollout,
+            "rollout_deadline": wait.started + rollout,
+            "observe": observe,
+            "deadline": wait.deadline,
+        }
+        return ActionResult(wait=dataclasses.replace(wait, args=args))
+
+    def after_wait(
+        self, ctx: ActionContext, params: NoOomParams, result: ActionResult, outcome: WaitOutcome
+    ) -> ActionResult:
+        if not outcome.done:
+            raise wait_error(outcome)
+        detail = outcome.detail
         output = {
             "healthy": True,
             "oomKilled": [],
-            "observedFor": round(time.monotonic() - watched, 1),
-            "tookSeconds": round(time.monotonic() - started, 1),
-            "restarts": seen,
-            "rollout": status,
+            "observedFor": detail["observedFor"],
+            "tookSeconds": round(outcome.waited, 1),
+            "restarts": detail["restarts"],
+            "rollout": detail["rollout"],
         }
         return ActionResult(output=output)

@@ -9,11 +9,19 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, VerificationFailed
-from kubernaut.actions.monitoring_common import alertmanager, bounded_wait, deadline, poll
+from kubernaut.actions.base import (
+    Action,
+    ActionContext,
+    ActionParams,
+    ActionResult,
+    VerificationFailed,
+    wait_error,
+)
+from kubernaut.actions.monitoring_common import alertmanager, bounded_wait, deadline, wait_within
 from kubernaut.actions.registry import register
 from kubernaut.durations import Duration
 from kubernaut.services.alertmanager import AlertmanagerClient, LabelMatcher, matchers_from
+from kubernaut.waits.spec import WaitOutcome
 
 MAX_SILENCE = timedelta(days=7)
 
@@ -41,14 +49,6 @@ class AlertResolvedParams(ActionParams):
         return matchers_from({**self.labels, "alertname": self.alertname}, self.matchers)
 
 
-def _describe_alerts(alerts: list[dict[str, Any]], limit: int = 5) -> str:
-    parts = [
-        f"{a.get('labels', {})} ({a.get('status', {}).get('state', '?')} since {a.get('startsAt', '?')})"
-        for a in alerts[:limit]
-    ]
-    return "; ".join(parts) + (f"; … ({len(alerts) - limit} more)" if len(alerts) > limit else "")
-
-
 @register
 class CheckAlertResolved(Action[AlertResolvedParams]):
     kind = "monitoring"
@@ -57,20 +57,23 @@ class CheckAlertResolved(Action[AlertResolvedParams]):
     summary = "Wait until Alertmanager has no active alert with this alertname and labels."
 
     def run(self, ctx: ActionContext, params: AlertResolvedParams) -> ActionResult:
+        # The check itself is kubernaut.waits.alertmanager: once, or polled up to wait_timeout.
         matchers = params.all_matchers()
-        client = alertmanager(ctx)
-        firing: list[dict[str, Any]] = []
-
-        def check() -> tuple[bool, str]:
-            firing[:] = client.alerts(matchers, silenced=not params.ignore_silenced, deadline=deadline(ctx))
-            return not firing, f"{len(firing)} still active: {_describe_alerts(firing)}"
-
+        args = {
+            "conn_id": ctx.config.alertmanager_conn_id,
+            "matchers": [m.model_dump() for m in matchers],
+            "silenced": not params.ignore_silenced,
+        }
         what = "alert " + ", ".join(m.to_filter() for m in matchers) + " resolved"
-        try:
-            poll(ctx, check, what=what, wait=params.wait_timeout)
-        finally:
-            client.close()
-        return ActionResult(output={"resolved": True, "matchers": [m.to_filter() for m in matchers]})
+        within = wait_within(ctx, params.wait_timeout)
+        return ActionResult(wait=ctx.wait("alerts_resolved", args, what=what, within=within, wording="holds"))
+
+    def after_wait(
+        self, ctx: ActionContext, params: AlertResolvedParams, result: ActionResult, outcome: WaitOutcome
+    ) -> ActionResult:
+        if not outcome.done:
+            raise wait_error(outcome)
+        return ActionResult(output=dict(outcome.detail))
 
 
 class SilenceParams(ActionParams):

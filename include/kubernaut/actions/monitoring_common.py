@@ -1,4 +1,4 @@
-"""Shared pieces of the service-backed monitoring actions: thresholds, polling, clients."""
+"""Shared pieces of the service-backed monitoring actions: thresholds, wait bounds, clients."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kubernaut.actions.base import ActionContext, VerificationFailed
+from kubernaut.actions.base import ActionContext
 from kubernaut.services.alertmanager import AlertmanagerClient
 from kubernaut.services.prometheus import PrometheusClient
 
@@ -67,21 +67,9 @@ def alertmanager(ctx: ActionContext, conn_id: str | None = None) -> Alertmanager
     )
 
 
-def poll(
-    ctx: ActionContext, check: Callable[[], tuple[bool, str]], *, what: str, wait: timedelta | None
-) -> None:
-    """Run ``check`` once, or until it holds within ``wait`` (and the step's remaining time).
-
-    ``check`` returns (holds, description); the last description explains a failure.
-    """
-    # Stop polling a little before the step runs out, so the last check has time to answer.
-    limit = 0.0 if wait is None else max(0.0, min(wait.total_seconds(), ctx.remaining() - LAST_CHECK_TIME))
-    end = time.monotonic() + limit
-    while True:
-        ok, detail = check()
-        if ok:
-            return
-        if time.monotonic() >= end:
-            within = f" within {limit:g}s" if wait is not None else ""
-            raise VerificationFailed(f"{what} does not hold{within}: {detail}")
-        time.sleep(min(ctx.poll_interval, max(0.05, end - time.monotonic())))
+def wait_within(ctx: ActionContext, wait: timedelta | None) -> float:
+    """How long a check may be polled: 0 (once) without ``wait_timeout``; else up to it, stopping
+    a little before the step runs out so that the last check has time to answer."""
+    if wait is None:
+        return 0.0
+    return max(0.0, min(wait.total_seconds(), ctx.remaining() - LAST_CHECK_TIME))

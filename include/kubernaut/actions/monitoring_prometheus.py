@@ -19,18 +19,20 @@ from kubernaut.actions.base import (
     ActionParams,
     ActionResult,
     VerificationFailed,
+    wait_error,
 )
 from kubernaut.actions.monitoring_common import (
     MAX_QUERY_LENGTH,
     Condition,
     bounded_wait,
     deadline,
-    poll,
     prometheus,
+    wait_within,
 )
 from kubernaut.actions.registry import register
 from kubernaut.durations import Duration
-from kubernaut.services.prometheus import Sample, Series, format_labels
+from kubernaut.services.prometheus import Series, format_labels
+from kubernaut.waits.spec import WaitOutcome
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
@@ -42,11 +44,6 @@ def _query(value: str) -> str:
     if len(value) > MAX_QUERY_LENGTH:
         raise ValueError(f"query longer than {MAX_QUERY_LENGTH} characters")
     return value
-
-
-def _describe(samples: list[Sample], limit: int = 5) -> str:
-    shown = ", ".join(f"{format_labels(s.labels)} = {s.value:g}" for s in samples[:limit])
-    return shown + (f", … ({len(samples) - limit} more)" if len(samples) > limit else "")
 
 
 class PrometheusQueryParams(ActionParams):
@@ -71,22 +68,6 @@ class PrometheusQueryParams(ActionParams):
         return self
 
 
-def evaluate_instant(params: PrometheusQueryParams, samples: list[Sample]) -> tuple[bool, str]:
-    """Whether the samples pass the check, and why not."""
-    if params.expect == "empty":
-        return not samples, f"expected no samples, got {len(samples)}: {_describe(samples)}"
-    if not samples and (params.expect == "non_empty" or params.condition is not None):
-        return False, "the query returned no samples (is the metric or a label misspelt?)"
-    if params.condition is not None:
-        failing = [s for s in samples if not params.condition.holds(s.value)]
-        if failing:
-            return (
-                False,
-                f"{len(failing)} of {len(samples)} samples not {params.condition}: {_describe(failing)}",
-            )
-    return True, ""
-
-
 @register
 class PrometheusQuery(Action[PrometheusQueryParams]):
     kind = "monitoring"
@@ -95,25 +76,24 @@ class PrometheusQuery(Action[PrometheusQueryParams]):
     summary = "Run a PromQL instant query and check every sample against a threshold (optionally polling)."
 
     def run(self, ctx: ActionContext, params: PrometheusQueryParams) -> ActionResult:
-        client = prometheus(ctx)
-        seen: list[Sample] = []
+        # The check itself is kubernaut.waits.prometheus: once, or polled up to wait_timeout.
+        args = {
+            "conn_id": ctx.config.prometheus_conn_id,
+            "query": params.query,
+            "condition": params.condition.model_dump() if params.condition else None,
+            "expect": params.expect,
+            "max_samples": params.max_samples,
+        }
+        what = f"Prometheus check on {params.query!r}"
+        within = wait_within(ctx, params.wait_timeout)
+        return ActionResult(wait=ctx.wait("prometheus", args, what=what, within=within, wording="holds"))
 
-        def check() -> tuple[bool, str]:
-            seen[:] = client.query(params.query, deadline=deadline(ctx))
-            return evaluate_instant(params, seen)
-
-        try:
-            poll(ctx, check, what=f"Prometheus check on {params.query!r}", wait=params.wait_timeout)
-        finally:
-            client.close()
-        return ActionResult(
-            output={
-                "query": params.query,
-                "sample_count": len(seen),
-                "samples": [s.to_dict() for s in seen[: params.max_samples]],
-                "truncated": len(seen) > params.max_samples,
-            }
-        )
+    def after_wait(
+        self, ctx: ActionContext, params: PrometheusQueryParams, result: ActionResult, outcome: WaitOutcome
+    ) -> ActionResult:
+        if not outcome.done:
+            raise wait_error(outcome)
+        return ActionResult(output=dict(outcome.detail))
 
 
 Aggregate = Literal["all", "any", "avg", "max", "min"]

@@ -1,4 +1,9 @@
-"""Polling until a condition holds, bounded by the step's remaining time."""
+"""Polling until a condition holds, bounded by the step's remaining time, in the step's process.
+
+Only for short read-after-write confirmations (a cordon, a taint, an HPA's bounds, a patch) and
+for undo in the rollback task. A step that waits for something to happen (a rollout, pod
+health, a metric, an alert) returns a ``kubernaut.waits.WaitSpec`` from ``run`` instead, so the
+wait can run in the triggerer without holding a worker slot."""
 
 from __future__ import annotations
 

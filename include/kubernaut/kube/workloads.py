@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from kubernaut.kube.clients import MERGE_PATCH, apps, core, dry
 from kubernaut.kube.errors import api_errors
 from kubernaut.kube.objects import patch_object, read_object
-from kubernaut.kube.pods import is_ready, selector_string
-from kubernaut.kube.rollout import rollout_status
-from kubernaut.kube.waiting import wait_for
+from kubernaut.kube.pods import selector_string
+from kubernaut.kube.rollout import judge_workload, rollout_status, selector_of
 
 if TYPE_CHECKING:
     from kubernaut.actions.base import ActionContext
@@ -36,49 +35,9 @@ def workload_status(ctx: ActionContext, kind: WorkloadKind, namespace: str, name
             dep = apps(ctx).read_namespaced_deployment(name, namespace)
         return rollout_status(core(ctx), dep)
     obj = read_object(ctx.api_client, kind, namespace, name)
-    status, generation = obj.get("status") or {}, obj["metadata"].get("generation") or 0
-    observed = (status.get("observedGeneration") or 0) >= generation
-    if kind == "StatefulSet":
-        desired = int(obj["spec"].get("replicas", 1))
-        updated, ready = int(status.get("updatedReplicas") or 0), int(status.get("readyReplicas") or 0)
-        current = int(status.get("replicas") or 0)
-    else:
-        desired = int(status.get("desiredNumberScheduled") or 0)
-        updated, ready = int(status.get("updatedNumberScheduled") or 0), int(status.get("numberReady") or 0)
-        current = int(status.get("currentNumberScheduled") or 0)
-    selector = selector_string((obj["spec"].get("selector") or {}).get("matchLabels"))
     with api_errors(f"pods of {kind.lower()} {namespace}/{name}"):
-        pods = core(ctx).list_namespaced_pod(namespace, label_selector=selector).items
-    live = [p for p in pods if p.metadata.deletion_timestamp is None]
-    ready_pods = sum(1 for p in live if is_ready(p))
-    complete = (
-        observed and updated >= desired and current == desired and ready >= desired and ready_pods >= desired
-    )
-    return {
-        "desired": desired,
-        "updated": updated,
-        "ready": ready,
-        "readyPods": ready_pods,
-        "complete": complete,
-    }
-
-
-def wait_workload_ready(
-    ctx: ActionContext,
-    kind: WorkloadKind,
-    namespace: str,
-    name: str,
-    *,
-    replicas: int | None = None,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    def check() -> tuple[bool, dict[str, Any]]:
-        status = workload_status(ctx, kind, namespace, name)
-        if replicas is not None and status["desired"] != replicas:
-            return False, status
-        return bool(status["complete"]), status
-
-    return wait_for(ctx, check, what=f"rollout of {kind.lower()} {namespace}/{name}", timeout=timeout)
+        pods = core(ctx).list_namespaced_pod(namespace, label_selector=selector_of(obj)).items
+    return judge_workload(kind, obj, pods)
 
 
 def workload_pods(ctx: ActionContext, kind: WorkloadKind, namespace: str, name: str) -> list[Any]:

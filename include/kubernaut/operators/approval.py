@@ -42,9 +42,10 @@ class KubernautApprovalOperator(ApprovalOperator):
             # triggerer instead; no answer there means the earlier try really failed.
             from airflow.sdk.timezone import utcnow
 
+            from kubernaut.triggers import SETTLE_SECONDS
             from kubernaut.triggers.approval import RecordedApprovalTrigger
 
-            settle = 5.0
+            settle = SETTLE_SECONDS
             self.log.info("kubernaut: retry of an approval gate: reading the answer already given")
             self.defer(
                 trigger=RecordedApprovalTrigger(

@@ -132,7 +132,11 @@ def _notify(context: Any, run: RunContext, title: str, result: Mapping[str, Any]
         params = notify.Params.model_validate(
             {
                 "title": title,
-                "message": f"kubernaut: {context['dag_run'].run_id}: {title}",
+                "message": (
+                    f"kubernaut: {context['dag_run'].run_id}: {title}; undo failed: "
+                    f"{', '.join(result.get('failed', [])) or 'none'}; cannot be undone: "
+                    f"{', '.join(result.get('not_restorable', [])) or 'none'}"
+                ),
                 "severity": "critical",
                 "fields": {"dag_id": context["dag_run"].dag_id, **dict(result)},
             }

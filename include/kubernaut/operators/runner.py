@@ -1,24 +1,29 @@
-"""One step, end to end, without Airflow: render, check conditions, validate, run.
+"""One step, end to end, without Airflow: render, check conditions, validate, run, wait.
 
 The operator is a thin shell around ``run_step`` so the whole sequence can be tested
-(and used by a local simulator) without an Airflow task context.
+(and used by a local simulator) without an Airflow task context. With ``can_defer`` a step
+whose wait is not over at its first look returns ``StepOutcome.pending`` instead of waiting:
+the operator hands the wait to the triggerer and, when it ends, calls ``resume_step``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from kubernaut.actions.base import ActionContext
+from kubernaut.actions.base import ActionContext, ActionResult
 from kubernaut.actions.registry import ActionRegistry, registry
 from kubernaut.alert import alert_context
 from kubernaut.operators.recorder import NullRecorder, StepRecorder
 from kubernaut.rendering import RenderError, evaluate_condition, render_value
 from kubernaut.secrets import REDACTED, SecretsUnprotected, StepSecrets, redact_registered
+from kubernaut.waits.spec import WaitOutcome, WaitSpec, WaitSpecError
 
 
 class StepInputError(ValueError):
@@ -31,6 +36,9 @@ class InjectedFailure(StepInputError):
 
 
 INJECT_KEY = "inject_failure"
+# A wait with less time than this left runs where the step runs: deferring costs more.
+MIN_DEFER_SECONDS = 5.0
+RESUME_VERSION = 1
 
 
 @dataclass
@@ -53,6 +61,13 @@ class StepOutcome:
     skipped: bool
     reason: str = ""
     record: dict[str, Any] = field(default_factory=dict)
+    # Set when the step deferred its wait: the wait, and what ``resume_step`` needs to finish.
+    wait: WaitSpec | None = None
+    resume: dict[str, Any] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.wait is not None
 
 
 def render_context(
@@ -71,21 +86,126 @@ def run_step(
     logger: logging.Logger | Any,
     actions: ActionRegistry = registry,
     recorder: StepRecorder | None = None,
+    can_defer: bool = False,
     **context_overrides: Any,
 ) -> StepOutcome:
     recorder = recorder or NullRecorder()
     try:
         outcome = _run_step(
-            spec, conf, params, steps, timeout, logger, actions, recorder, **context_overrides
+            spec, conf, params, steps, timeout, logger, actions, recorder, can_defer, **context_overrides
         )
     except Exception as exc:
-        # A policy violation carries what rule and object refused the change: keep it.
-        violation = getattr(exc, "record", None)
-        result = {"policy_violation": violation} if isinstance(violation, dict) else None
-        recorder.finished("failed", result, error=redact_registered(f"{type(exc).__name__}: {exc}"))
+        _record_failure(recorder, exc)
         raise
-    recorder.finished("skipped" if outcome.skipped else "success", outcome.record or None, outcome.reason)
+    if not outcome.pending:
+        recorder.finished("skipped" if outcome.skipped else "success", outcome.record or None, outcome.reason)
     return outcome
+
+
+def _record_failure(recorder: StepRecorder, exc: Exception) -> None:
+    # A policy violation carries what rule and object refused the change: keep it.
+    violation = getattr(exc, "record", None)
+    result = {"policy_violation": violation} if isinstance(violation, dict) else None
+    recorder.finished("failed", result, error=redact_registered(f"{type(exc).__name__}: {exc}"))
+
+
+def resume_step(
+    spec: StepSpec,
+    event: Mapping[str, Any],
+    *,
+    conf: Mapping[str, Any] | None,
+    logger: logging.Logger | Any,
+    actions: ActionRegistry = registry,
+    recorder: StepRecorder | None = None,
+    **context_overrides: Any,
+) -> StepOutcome:
+    """Finish a step whose wait ran in the triggerer: ``event`` is the trigger's one event
+    (the wait's outcome and the ``resume`` state ``run_step`` returned). Records and returns
+    what a step that waited in place would have."""
+    recorder = recorder or NullRecorder()
+    try:
+        outcome = _resume_step(spec, event, conf, logger, actions, **context_overrides)
+    except Exception as exc:
+        _record_failure(recorder, exc)
+        raise
+    recorder.finished("success", outcome.record or None, outcome.reason)
+    return outcome
+
+
+def _resume_step(
+    spec: StepSpec,
+    event: Mapping[str, Any],
+    conf: Mapping[str, Any] | None,
+    logger: logging.Logger | Any,
+    actions: ActionRegistry,
+    **context_overrides: Any,
+) -> StepOutcome:
+    resume = event.get("resume") if isinstance(event, Mapping) else None
+    if not isinstance(resume, Mapping) or resume.get("version") != RESUME_VERSION:
+        raise StepInputError(
+            f"step {spec.name!r}: the wait's event carries no resume state of version {RESUME_VERSION} "
+            f"(got {type(resume).__name__}); run the step again"
+        )
+    try:
+        outcome = WaitOutcome.from_event(dict(event))
+    except WaitSpecError as exc:
+        raise StepInputError(f"step {spec.name!r}: {exc}") from exc
+    action_cls = actions.get(spec.action_type, spec.action_name)
+    params_model = action_cls.Params.model_validate(resume["parameters"])
+    ctx = ActionContext(
+        dry_run=bool(resume["dry_run"]),
+        timeout=max(0.0, float(resume["step_deadline"]) - time.time()),
+        kube_conn_id=spec.kube_conn_id,
+        logger=logger,
+        **context_overrides,
+    )
+    logger.info(
+        "kubernaut: %s: wait %s after %.1fs (%d polls)%s",
+        spec.name,
+        outcome.status,
+        outcome.waited,
+        outcome.polls,
+        f": {outcome.message}" if outcome.message else "",
+    )
+    action = action_cls()
+    result = action.finish(ctx, params_model, ActionResult.from_dict(resume["result"]), outcome)
+    _check_injected(spec, conf)
+    record = _record(spec, resume["parameters"], ctx.dry_run, resume["mutating"], result)
+    return StepOutcome(skipped=False, record={**record, "wait": _wait_summary(resume["what"], outcome, True)})
+
+
+def _wait_summary(what: str, outcome: WaitOutcome, deferred: bool) -> dict[str, Any]:
+    """How the step waited, for its record: in the triggerer (``deferred``) or where it ran."""
+    return {
+        "what": what,
+        "status": outcome.status,
+        "polls": outcome.polls,
+        "seconds": round(outcome.waited, 1),
+        "deferred": deferred,
+    }
+
+
+def _check_injected(spec: StepSpec, conf: Mapping[str, Any] | None) -> None:
+    injected = (conf or {}).get(INJECT_KEY)
+    if isinstance(injected, Mapping) and injected.get("step") == spec.name:
+        raise InjectedFailure(
+            f"step {spec.name!r}: failure injected after the action ran (conf.{INJECT_KEY})"
+        )
+
+
+def _record(
+    spec: StepSpec, shown: dict[str, Any], dry_run: bool, mutating: bool, result: ActionResult
+) -> dict[str, Any]:
+    return {
+        "template": spec.template,
+        "step": spec.name,
+        "action": f"{spec.action_type}/{spec.action_name}",
+        "parameters": shown,
+        "dry_run": dry_run,
+        "mutating": mutating,
+        "rollback": spec.rollback,
+        **result.to_dict(),
+    }
 
 
 def _run_step(
@@ -97,6 +217,7 @@ def _run_step(
     logger: logging.Logger | Any,
     actions: ActionRegistry,
     recorder: StepRecorder,
+    can_defer: bool,
     **context_overrides: Any,
 ) -> StepOutcome:
     context = render_context(conf, params, steps)
@@ -159,22 +280,45 @@ def _run_step(
         " (dry run)" if dry_run else "",
         shown,
     )
-    result = action.execute(ctx, params_model)
-    injected = (conf or {}).get(INJECT_KEY)
-    if isinstance(injected, Mapping) and injected.get("step") == spec.name:
-        raise InjectedFailure(
-            f"step {spec.name!r}: failure injected after the action ran (conf.{INJECT_KEY})"
-        )
-    record = {
-        "template": spec.template,
-        "step": spec.name,
-        "action": f"{spec.action_type}/{spec.action_name}",
-        "parameters": shown,
-        "dry_run": dry_run,
-        "mutating": mutating,
-        "rollback": spec.rollback,
-        **result.to_dict(),
-    }
+    result = action.start(ctx, params_model)
+    wait = action.pending_wait(ctx, params_model, result)
+    outcome: WaitOutcome | None = None
+    if wait is not None:
+        # Secret parameters never leave the task (the resume state would carry them): such a
+        # step waits where it runs, as does a wait too short to be worth deferring.
+        deferrable = can_defer and not hidden and wait.remaining() >= MIN_DEFER_SECONDS
+        outcome = _wait_here(wait, ctx, once=deferrable)
+        if deferrable and outcome.status not in ("done", "failed"):
+            resume = {
+                "version": RESUME_VERSION,
+                "parameters": shown,
+                "dry_run": dry_run,
+                "mutating": mutating,
+                "result": result.to_dict(),
+                "step_deadline": time.time() + ctx.remaining(),
+                "what": wait.what,
+            }
+            logger.info(
+                "kubernaut: %s: waiting for %s in the triggerer (%.0fs at most)",
+                spec.name,
+                wait.what,
+                wait.remaining(),
+            )
+            return StepOutcome(skipped=False, wait=wait, resume=resume)
+    result = action.finish(ctx, params_model, result, outcome)
+    _check_injected(spec, conf)
+    record = _record(spec, shown, dry_run, mutating, result)
+    if wait is not None and outcome is not None:
+        record["wait"] = _wait_summary(wait.what, outcome, False)
     if hidden:  # the undo record (old secret data) stays in the sealed journal only
         record.update(output=hidden.scrub(record["output"]), undo=None if result.undo is None else REDACTED)
     return StepOutcome(skipped=False, record=record)
+
+
+def _wait_here(wait: WaitSpec, ctx: ActionContext, *, once: bool) -> WaitOutcome:
+    """Run the wait in this process; ``once``: one look only (is it over already?)."""
+    from kubernaut.waits.driver import wait_here
+
+    if once:
+        wait = dataclasses.replace(wait, deadline=time.time())
+    return wait_here(wait, ctx.kube_conn_id, ctx.logger)

@@ -1,8 +1,13 @@
-"""The step operators. Thin: gather the run's inputs from Airflow, call ``run_step``."""
+"""The step operators. Thin: gather the run's inputs from Airflow, call ``run_step``.
+
+A step that has to wait (a rollout, pod health, Prometheus, Alertmanager ...) defers: the task
+process exits and frees its worker slot, the triggerer runs the wait (``StepWaitTrigger``), and
+``execute_complete`` finishes the step when it ends, as the cncf-kubernetes operators do."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -12,7 +17,13 @@ from kubernaut.actions.base import PreconditionFailed
 from kubernaut.operators.approval import approval_gates, rejected_gates
 from kubernaut.operators.recorder import HistoryRecorder, NullRecorder, StepRecorder
 from kubernaut.operators.run_context import RunContext
-from kubernaut.operators.runner import StepInputError, StepSpec, run_step
+from kubernaut.operators.runner import StepInputError, StepOutcome, StepSpec, resume_step, run_step
+
+# Airflow's own limit on the deferral, a backstop behind the wait's deadline (the trigger
+# reports a timeout itself, with what it saw last).
+DEFER_GRACE = timedelta(minutes=2)
+# Waits poll every second at first, then less often (1.5x per poll), at most this often.
+MAX_POLL_INTERVAL = 10.0
 
 
 class KubernautStepOperator(BaseOperator):
@@ -43,15 +54,7 @@ class KubernautStepOperator(BaseOperator):
                 raise AirflowSkipException(f"{self.spec.name}: run declined ({', '.join(rejected)} rejected)")
         run = RunContext.open(context, self.spec.template, self.spec.dry_run)
         conf = run.conf
-        recorder: StepRecorder = NullRecorder()
-        if run.history is not None and run.run_id is not None:
-            recorder = HistoryRecorder(
-                run.history,
-                run.run_id,
-                self.spec.name,
-                f"{self.spec.action_type}/{self.spec.action_name}",
-                rollback_mode=str((self.spec.rollback or {}).get("mode", "undo")),
-            )
+        recorder = self._recorder(run)
         try:
             params = self.resolve_params(conf.get("params"))
         except ValueError as exc:
@@ -73,6 +76,8 @@ class KubernautStepOperator(BaseOperator):
                 timeout=timeout,
                 logger=self.log,
                 recorder=recorder,
+                can_defer=True,
+                max_poll_interval=MAX_POLL_INTERVAL,
                 _config=run.config,
             )
         except (StepInputError, PreconditionFailed) as exc:
@@ -80,7 +85,46 @@ class KubernautStepOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from exc
         if outcome.skipped:
             raise AirflowSkipException(f"{self.spec.name}: {outcome.reason}")
+        if outcome.pending:
+            self._defer_wait(outcome)
         return outcome.record
+
+    def _defer_wait(self, outcome: StepOutcome) -> None:
+        from kubernaut.triggers.wait import StepWaitTrigger
+
+        assert outcome.wait is not None
+        trigger = StepWaitTrigger(
+            wait=outcome.wait.to_dict(), kube_conn_id=self.spec.kube_conn_id, resume=outcome.resume
+        )
+        timeout = timedelta(seconds=outcome.wait.remaining()) + DEFER_GRACE
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The wait ended in the triggerer: judge its outcome, verify and record the step."""
+        run = RunContext.open(context, self.spec.template, self.spec.dry_run)
+        try:
+            outcome = resume_step(
+                self.spec,
+                event or {},
+                conf=run.conf,
+                logger=self.log,
+                recorder=self._recorder(run),
+                _config=run.config,
+            )
+        except (StepInputError, PreconditionFailed) as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return outcome.record
+
+    def _recorder(self, run: RunContext) -> StepRecorder:
+        if run.history is None or run.run_id is None:
+            return NullRecorder()
+        return HistoryRecorder(
+            run.history,
+            run.run_id,
+            self.spec.name,
+            f"{self.spec.action_type}/{self.spec.action_name}",
+            rollback_mode=str((self.spec.rollback or {}).get("mode", "undo")),
+        )
 
 
 class KubernetesActionOperator(KubernautStepOperator):

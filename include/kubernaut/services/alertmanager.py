@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubernaut.services.connection import endpoint_from_connection
-from kubernaut.services.http import ServiceClient, ServiceError, decode_json
+from kubernaut.services.http import AsyncServiceClient, ServiceClient, ServiceError, decode_json
 
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
@@ -73,8 +73,7 @@ class AlertmanagerClient:
         deadline: float | None = None,
     ) -> list[dict[str, Any]]:
         """Active (not resolved) alerts matching all ``matchers``."""
-        params: list[tuple[str, Any]] = [("filter", m.to_filter()) for m in matchers]
-        params += [("active", "true"), ("silenced", _b(silenced)), ("inhibited", _b(inhibited))]
+        params = alert_filter(matchers, silenced=silenced, inhibited=inhibited)
         result = self.client.get_json("/api/v2/alerts", params=params, deadline=deadline)
         return list(result or [])
 
@@ -127,6 +126,27 @@ class AlertmanagerClient:
             return False
         self.client.request("DELETE", f"/api/v2/silence/{_id(silence_id)}", deadline=deadline)
         return True
+
+
+def alert_filter(
+    matchers: list[LabelMatcher], *, silenced: bool = True, inhibited: bool = True
+) -> list[tuple[str, Any]]:
+    """Query parameters of GET /api/v2/alerts: active alerts matching every matcher."""
+    params: list[tuple[str, Any]] = [("filter", m.to_filter()) for m in matchers]
+    return [*params, ("active", "true"), ("silenced", _b(silenced)), ("inhibited", _b(inhibited))]
+
+
+async def aalerts(
+    client: AsyncServiceClient,
+    matchers: list[LabelMatcher],
+    *,
+    silenced: bool = True,
+    inhibited: bool = True,
+    deadline: float | None = None,
+) -> list[dict[str, Any]]:
+    """``AlertmanagerClient.alerts`` for async code (a wait in the triggerer)."""
+    params = alert_filter(matchers, silenced=silenced, inhibited=inhibited)
+    return list(await client.get_json("/api/v2/alerts", params=params, deadline=deadline) or [])
 
 
 def _b(flag: bool) -> str:

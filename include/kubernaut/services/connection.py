@@ -68,6 +68,31 @@ def endpoint_from_connection(conn_id: str) -> Endpoint:
     )
 
 
+async def aendpoint_from_connection(conn_id: str) -> Endpoint:
+    """``endpoint_from_connection`` for async code (a trigger in the triggerer)."""
+    if not re.match(CONN_ID_PATTERN, conn_id):
+        raise ConnectionProblem(f"invalid connection id {conn_id!r}")
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = await BaseHook.aget_connection(conn_id)
+    except Exception as exc:
+        raise ConnectionProblem(
+            f"Airflow connection {conn_id!r} is not available ({exc}); define it, e.g. with "
+            f"AIRFLOW_CONN_{conn_id.upper()}='http://host:port'"
+        ) from exc
+    return endpoint_from_fields(
+        conn_id,
+        conn_type=conn.conn_type or "",
+        host=conn.host or "",
+        port=conn.port,
+        schema=conn.schema or "",
+        login=conn.login or "",
+        password=conn.password or "",
+        extra=conn.extra_dejson or {},
+    )
+
+
 def endpoint_from_fields(
     conn_id: str,
     *,

@@ -3,6 +3,7 @@ that name the connection, the request, the status and the start of the body."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Collection, Mapping
@@ -92,47 +93,130 @@ class ServiceClient:
         what = f"{self.endpoint.name}: {method} {path}"
         attempt = 0
         while True:
-            timeout = self.timeout
-            if deadline is not None:
-                timeout = min(timeout, deadline - time.monotonic())
-                if timeout <= 0:
-                    raise ServiceError(f"{what}: no time left in the step for the request")
+            timeout = _attempt_timeout(self.timeout, deadline, what)
             try:
                 response = self._client.request(
                     method, path, params=params, json=json, headers=headers, timeout=timeout
                 )
-            except httpx.TimeoutException as exc:
-                error = ServiceError(f"{what}: timed out after {timeout:.1f}s ({type(exc).__name__})")
             except httpx.HTTPError as exc:
-                error = ServiceError(f"{what}: request failed: {exc or type(exc).__name__}")
+                error = _transport_error(what, timeout, exc)
             else:
-                ok = (
-                    (200 <= response.status_code < 300)
-                    if expected is None
-                    else (response.status_code in expected)
-                )
-                if ok:
+                refused = _status_error(what, response, expected)
+                if refused is None:
                     return response
-                body = response.text
-                error = ServiceError(
-                    f"{what} returned HTTP {response.status_code}"
-                    + (f" (expected {sorted(expected)})" if expected is not None else "")
-                    + (f": {excerpt(body)}" if body.strip() else ""),
-                    status=response.status_code,
-                    body=body,
-                )
-                if response.status_code < 500:
-                    raise error  # a client error will not change on retry
-            if attempt >= retries:
+                error = refused
+            pause = _retry_pause(error, attempt, retries, deadline)
+            if pause is None:
                 raise error
             attempt += 1
-            pause = min(2.0, 0.2 * 2 ** (attempt - 1))
-            if deadline is not None and time.monotonic() + pause >= deadline:
-                raise error
             time.sleep(pause)
 
     def get_json(self, path: str, *, params: Any = None, deadline: float | None = None) -> Any:
         response = self.request("GET", path, params=params, retries=1, deadline=deadline)
+        return decode_json(response, f"{self.endpoint.name}: GET {path}")
+
+
+def _attempt_timeout(timeout: float, deadline: float | None, what: str) -> float:
+    if deadline is not None:
+        timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            raise ServiceError(f"{what}: no time left in the step for the request")
+    return timeout
+
+
+def _transport_error(what: str, timeout: float, exc: httpx.HTTPError) -> ServiceError:
+    if isinstance(exc, httpx.TimeoutException):
+        return ServiceError(f"{what}: timed out after {timeout:.1f}s ({type(exc).__name__})")
+    return ServiceError(f"{what}: request failed: {exc or type(exc).__name__}")
+
+
+def _status_error(
+    what: str, response: httpx.Response, expected: Collection[int] | None
+) -> ServiceError | None:
+    """None when the status is the expected one (any 2xx when ``expected`` is None)."""
+    ok = (200 <= response.status_code < 300) if expected is None else (response.status_code in expected)
+    if ok:
+        return None
+    body = response.text
+    return ServiceError(
+        f"{what} returned HTTP {response.status_code}"
+        + (f" (expected {sorted(expected)})" if expected is not None else "")
+        + (f": {excerpt(body)}" if body.strip() else ""),
+        status=response.status_code,
+        body=body,
+    )
+
+
+def _retry_pause(error: ServiceError, attempt: int, retries: int, deadline: float | None) -> float | None:
+    """Seconds to wait before retrying, or None to give up: a client error (4xx) will not
+    change on retry, and no retry may outlive the deadline."""
+    if error.status is not None and error.status < 500:
+        return None
+    if attempt >= retries:
+        return None
+    pause = min(2.0, 0.2 * 2.0**attempt)
+    if deadline is not None and time.monotonic() + pause >= deadline:
+        return None
+    return pause
+
+
+class AsyncServiceClient:
+    """``ServiceClient`` for async code (a wait polling from the triggerer): same endpoint,
+    timeouts, retries and error messages, over ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._client = httpx.AsyncClient(
+            base_url=endpoint.base_url,
+            headers=dict(endpoint.headers),
+            auth=endpoint.auth,
+            verify=endpoint.verify,
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        expected: Collection[int] | None = None,
+        retries: int = 0,
+        deadline: float | None = None,
+    ) -> httpx.Response:
+        safe_path(path)
+        what = f"{self.endpoint.name}: {method} {path}"
+        attempt = 0
+        while True:
+            timeout = _attempt_timeout(self.timeout, deadline, what)
+            try:
+                response = await self._client.request(method, path, params=params, timeout=timeout)
+            except httpx.HTTPError as exc:
+                error = _transport_error(what, timeout, exc)
+            else:
+                refused = _status_error(what, response, expected)
+                if refused is None:
+                    return response
+                error = refused
+            pause = _retry_pause(error, attempt, retries, deadline)
+            if pause is None:
+                raise error
+            attempt += 1
+            await asyncio.sleep(pause)
+
+    async def get_json(self, path: str, *, params: Any = None, deadline: float | None = None) -> Any:
+        response = await self.request("GET", path, params=params, retries=1, deadline=deadline)
         return decode_json(response, f"{self.endpoint.name}: GET {path}")
 
 

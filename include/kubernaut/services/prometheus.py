@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernaut.services.connection import endpoint_from_connection
-from kubernaut.services.http import ServiceClient, ServiceError, excerpt
+from kubernaut.services.http import AsyncServiceClient, ServiceClient, ServiceError, excerpt
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,7 @@ class PrometheusClient:
         params: dict[str, Any] = {"query": expr}
         if at is not None:
             params["time"] = at
-        data = self._call("/api/v1/query", params, deadline)
-        kind, result = data.get("resultType"), data.get("result") or []
-        if kind == "vector":
-            return [_sample(item["metric"], item["value"]) for item in result]
-        if kind in ("scalar", "string"):
-            return [_sample({}, result)]
-        raise ServiceError(f"{self.client.endpoint.name}: unexpected instant result type {kind!r}")
+        return instant_samples(self._call("/api/v1/query", params, deadline), self.client.endpoint.name)
 
     def query_range(
         self, expr: str, *, start: float, end: float, step: float, deadline: float | None = None
@@ -83,23 +77,57 @@ class PrometheusClient:
         ]
 
     def _call(self, path: str, params: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+        name = self.client.endpoint.name
         try:
             body = self.client.get_json(path, params=params, deadline=deadline)
         except ServiceError as exc:
-            # 400/422 carry {"errorType", "error"}: a bad query, not an outage.
-            if exc.status in (400, 422):
-                raise ServiceError(
-                    f"Prometheus ({self.client.endpoint.name}) rejected the query "
-                    f"{excerpt(str(params['query']), 200)!r}: {_api_error(exc.body)}",
-                    status=exc.status,
-                ) from exc
+            rejected = rejected_query(exc, name, params)
+            if rejected is None:
+                raise
+            raise rejected from exc
+        return response_data(body, path, name)
+
+
+async def aquery(client: AsyncServiceClient, expr: str, *, deadline: float | None = None) -> list[Sample]:
+    """An instant query from async code (a wait in the triggerer), read as ``query`` reads it."""
+    name, params = client.endpoint.name, {"query": expr}
+    try:
+        body = await client.get_json("/api/v1/query", params=params, deadline=deadline)
+    except ServiceError as exc:
+        rejected = rejected_query(exc, name, params)
+        if rejected is None:
             raise
-        if not isinstance(body, dict) or body.get("status") != "success":
-            raise ServiceError(f"{self.client.endpoint.name}: {path} failed: {excerpt(json.dumps(body))}")
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise ServiceError(f"{self.client.endpoint.name}: {path} returned no data")
-        return data
+        raise rejected from exc
+    return instant_samples(response_data(body, "/api/v1/query", name), name)
+
+
+def rejected_query(exc: ServiceError, name: str, params: dict[str, Any]) -> ServiceError | None:
+    """400/422 carry {"errorType", "error"}: a bad query, not an outage (None for the rest)."""
+    if exc.status in (400, 422):
+        return ServiceError(
+            f"Prometheus ({name}) rejected the query "
+            f"{excerpt(str(params['query']), 200)!r}: {_api_error(exc.body)}",
+            status=exc.status,
+        )
+    return None
+
+
+def response_data(body: Any, path: str, name: str) -> dict[str, Any]:
+    if not isinstance(body, dict) or body.get("status") != "success":
+        raise ServiceError(f"{name}: {path} failed: {excerpt(json.dumps(body))}")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise ServiceError(f"{name}: {path} returned no data")
+    return data
+
+
+def instant_samples(data: dict[str, Any], name: str) -> list[Sample]:
+    kind, result = data.get("resultType"), data.get("result") or []
+    if kind == "vector":
+        return [_sample(item["metric"], item["value"]) for item in result]
+    if kind in ("scalar", "string"):
+        return [_sample({}, result)]
+    raise ServiceError(f"{name}: unexpected instant result type {kind!r}")
 
 
 def _sample(metric: dict[str, str], value: list[Any]) -> Sample:

@@ -9,13 +9,14 @@ from typing import Any
 from airflow.providers.standard.triggers.hitl import HITLTrigger
 from airflow.triggers.base import TriggerEvent
 
+from kubernaut.triggers import SETTLE_SECONDS
+
 
 class RecordedApprovalTrigger(HITLTrigger):
-    """HITLTrigger that first waits ``settle`` seconds, so the scheduler has processed the
-    executor event of the process that just deferred before this trigger resumes the task
-    (otherwise the same stale-event race could fail the resumed task: apache/airflow#67287)."""
+    """HITLTrigger that first waits ``settle`` seconds (kubernaut.triggers.SETTLE_SECONDS), so
+    the stale-event race that failed the gate cannot fail its retry too."""
 
-    def __init__(self, *, settle: float = 5.0, **kwargs: Any) -> None:
+    def __init__(self, *, settle: float = SETTLE_SECONDS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settle = settle
 
