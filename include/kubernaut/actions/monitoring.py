@@ -76,6 +76,8 @@ class ValidatePodHealth(Action[PodHealthParams]):
     such pod must be steady and there must be at least one: a Ready sibling never passes for a
     crash-looping pod, and a crash-looping replacement fails even beside Ready pods. Without
     any reference (the pod already gone and no ``since``) every pod of the owner must be steady.
+    creationTimestamp has one-second precision, so a sibling created in the very second of the
+    sighting counts as a replacement too: the check gets stricter, never laxer.
     """
 
     kind = "monitoring"
