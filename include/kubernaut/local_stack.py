@@ -127,6 +127,8 @@ class SandboxProcess:
     url: str = ""
     # Own session: a terminal's Ctrl-C or hang-up reaches only its owner, which stops it.
     new_session: bool = False
+    # Seconds until a new pod is Ready (the sandbox's default when None): longer rollouts.
+    pod_ready_delay: float | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -154,6 +156,8 @@ class SandboxProcess:
             cmd += ["--seed", self.seed]
         for fault in self.faults:
             cmd += ["--fault", fault]
+        if self.pod_ready_delay is not None:
+            cmd += ["--pod-ready-delay", str(self.pod_ready_delay)]
         log = open(self.workdir / "sandbox.log", "wb")
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.new_session

@@ -11,6 +11,13 @@ from kubernaut.sandbox import SandboxCluster
 from tests.conftest import connected_sandbox
 
 
+@pytest.fixture(autouse=True)
+def no_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests look at the poll loop itself; the settle before a trigger's first poll
+    (kubernaut.triggers.SETTLE_SECONDS) has its own test in test_driver.py."""
+    monkeypatch.setattr("kubernaut.triggers.wait.SETTLE_SECONDS", 0.0)
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxCluster]:
     """New pods take 1 s to become Ready: a rollout of the demo deployments lasts a few seconds."""

@@ -182,8 +182,6 @@ def test_the_wait_action_pauses_in_the_trigger_for_its_duration(monkeypatch: pyt
     from kubernaut.triggers.wait import StepWaitTrigger
     from tests.triggers.conftest import as_stored, fire
 
-    monkeypatch.setattr("kubernaut.triggers.wait.SETTLE_SECONDS", 0.0)
-
     cls = registry.get("custom", "wait")
     result = cls().start(ActionContext(timeout=10), cls.Params.model_validate({"duration": "700ms"}))
     assert result.wait is not None and result.wait.kind == "timer"
@@ -193,7 +191,7 @@ def test_the_wait_action_pauses_in_the_trigger_for_its_duration(monkeypatch: pyt
     assert 0.6 <= time.monotonic() - started < 2
 
 
-def test_a_trigger_never_fires_before_the_settle_time() -> None:
+def test_a_trigger_never_fires_before_the_settle_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """apache/airflow#67287: a task resumed before the scheduler has seen the exit of the process
     that deferred it is failed by Airflow; a wait already over must still not fire at once."""
     from kubernaut.actions import ActionContext, registry
@@ -201,6 +199,7 @@ def test_a_trigger_never_fires_before_the_settle_time() -> None:
     from kubernaut.triggers.wait import StepWaitTrigger
     from tests.triggers.conftest import as_stored, fire
 
+    monkeypatch.setattr("kubernaut.triggers.wait.SETTLE_SECONDS", SETTLE_SECONDS)  # undo no_settle
     cls = registry.get("custom", "wait")
     result = cls().start(ActionContext(timeout=10), cls.Params.model_validate({"duration": "0s"}))
     assert result.wait is not None
