@@ -4,7 +4,13 @@ The same N DAGs (N = 10, 100, 1000), each of the same 5-step shape, three ways, 
 the same run and interleaved so that a busy machine slows them alike:
 
 - this project: ``dags/kubernaut_dags.py`` over N generated templates (each DAG gets its
-  5 step tasks plus the ``rollback`` and ``finalize`` tasks every remediation has);
+  5 step tasks plus the ``rollback`` and ``finalize`` tasks every remediation has), with its
+  cache of validated templates (templates/cache.py) as the DAG processor finds it after its
+  previous parse ("this project": one unmeasured parse runs right before each measured one),
+  and with the cache off ("uncached": every template loaded and checked, as after an edit of
+  every file);
+- with ``--compare DIR`` (a copy of the repository's ``include`` and ``dags`` at another
+  version), the same for that version ("compare"), for a before/after in one run;
 - dag-factory (pinned, installed by this script into a venv of its own that sees this
   project's packages, so the same Airflow): one entry file calling ``load_yaml_dags`` over N
   YAML files, EmptyOperator tasks;
@@ -28,12 +34,13 @@ time; it stays comparable when other work shares the machine), the median of --r
 the wall time is shown beside it. Bytecode is cached (as in a deployed Airflow) under the
 run's own directory, and one unmeasured warm-up round comes first.
 
-Run: python bench/parse.py [--sizes 10 100 1000] [--repeat 3] [--no-dag-factory]
+Run: python bench/parse.py [--sizes 10 100 1000] [--repeat 3] [--no-dag-factory] [--compare DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -123,11 +130,12 @@ for i in {indices}:
 PLUS_TWO = """
         rollback = EmptyOperator(task_id="rollback", trigger_rule="all_done")
         validate >> rollback >> EmptyOperator(task_id="finalize", trigger_rule="all_done")"""
+CACHE_ENV = "KUBERNAUT_TEMPLATE_CACHE"
 
 # Runs in the fresh process: what is imported before the clock starts is what that Airflow
 # process has already loaded when it parses the file.
 CHILD = r"""
-import importlib, json, sys, time
+import importlib, json, re, sys, time
 mark, path, mode, dag_id = sys.argv[1:5]
 if mode == "processor":
     import gc
@@ -151,7 +159,8 @@ else:
     bag = DagBag(dag_folder=path, load_op_links=False)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 print(mark + json.dumps({
-    "wall": wall, "cpu": cpu, "dags": len(bag.dags), "has": dag_id in bag.dags,
+    "wall": wall, "cpu": cpu, "dags": sum(1 for d in bag.dags if re.search(r"_[0-9]+$", d)),
+    "has": dag_id in bag.dags,
     "tasks": len(bag.dags[dag_id].tasks) if dag_id in bag.dags else 0,
     "errors": {k: v[-2000:] for k, v in bag.import_errors.items()},
 }))
@@ -164,9 +173,15 @@ class Case:
     python: str
     path: Path
     mode: str  # processor | task
-    expect_dags: int | None  # None: not checked
+    expect_dags: (
+        int | None
+    )  # the generated DAGs (ids ending _<i>; not e.g. kubernaut_assessment); None: not checked
     dag_id: str = ""
     env: tuple[tuple[str, str], ...] = ()
+    # Parse once unmeasured right before: the cache of validated templates is then as the DAG
+    # processor's previous parse left it, even when an edit of kubernaut's code elsewhere on
+    # this machine has just invalidated it (in a deployment the code does not change).
+    warm: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,6 +195,8 @@ class BenchError(RuntimeError):
 
 
 def run_case(case: Case, base_env: dict[str, str]) -> Sample:
+    if case.warm:
+        run_case(dataclasses.replace(case, warm=False), base_env)
     proc = subprocess.run(
         [case.python, "-c", CHILD, MARK, str(case.path), case.mode, case.dag_id],
         env={**base_env, **dict(case.env)},
@@ -225,7 +242,7 @@ def dag_factory_python() -> str:
     return str(python)
 
 
-def cases_for(work: Path, count: int, factory_python: str | None) -> list[Case]:
+def cases_for(work: Path, count: int, factory_python: str | None, compare: Path | None) -> list[Case]:
     ours = work / f"templates-{count}"
     ours.mkdir()
     for i in range(count):
@@ -234,15 +251,25 @@ def cases_for(work: Path, count: int, factory_python: str | None) -> list[Case]:
     plain.write_text(PLAIN.format(count=count, indices=f"range({count})", extra="", extra_doc=""))
     plain7.write_text(
         PLAIN.format(
-            count=count, indices=f"range({count})", extra=PLUS_TWO, extra_doc=" + rollback, finalize"
+            count=count,
+            indices=f"range({count})",
+            extra=PLUS_TWO,
+            extra_doc=" + rollback, finalize",
         )
     )
     templates = (("KUBERNAUT_TEMPLATES_DIR", str(ours)),)
+    uncached = (*templates, (CACHE_ENV, "off"))
     cases = [
-        Case(("ours", count), sys.executable, ENTRY, "processor", count, env=templates),
+        Case(("ours", count), sys.executable, ENTRY, "processor", count, env=templates, warm=True),
+        Case(("uncached", count), sys.executable, ENTRY, "processor", count, env=uncached),
         Case(("plain", count), sys.executable, plain, "processor", count),
         Case(("plain+2", count), sys.executable, plain7, "processor", count),
     ]
+    if compare is not None:
+        # The other version's modules first on the path (before this checkout's editable install).
+        other = (*templates, ("PYTHONPATH", str(compare / "include")))
+        entry = compare / "dags" / ENTRY.name
+        cases.append(Case(("compare", count), sys.executable, entry, "processor", count, env=other))
     if ERRORS_ENTRY.exists():
         cases.append(Case(("error file", count), sys.executable, ERRORS_ENTRY, "processor", 0, env=templates))
     if factory_python:
@@ -255,7 +282,12 @@ def cases_for(work: Path, count: int, factory_python: str | None) -> list[Case]:
         cases.append(Case(("dag-factory", count), factory_python, entry, "processor", count))
     if count > TASK_DAG_INDEX:
         task_dag = f"kubernaut_generated_{TASK_DAG_INDEX}"
-        cases.append(Case(("ours task", count), sys.executable, ENTRY, "task", None, task_dag, templates))
+        cases.append(
+            Case(("ours task", count), sys.executable, ENTRY, "task", None, task_dag, templates, warm=True)
+        )
+        if compare is not None:
+            entry = compare / "dags" / ENTRY.name
+            cases.append(Case(("compare task", count), sys.executable, entry, "task", None, task_dag, other))
     return cases
 
 
@@ -264,12 +296,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-dag-factory", action="store_true", help="skip dag-factory (no network)")
+    parser.add_argument(
+        "--compare", type=Path, help="another version's copy (its include/ and dags/) to measure beside"
+    )
     args = parser.parse_args(argv)
+    compare = args.compare.resolve() if args.compare else None
+    if compare is not None and not (compare / "dags" / ENTRY.name).is_file():
+        parser.error(f"--compare: no dags/{ENTRY.name} in {compare}")
     with tempfile.TemporaryDirectory(prefix="kubernaut-parse-bench-") as tmp:
-        return run(Path(tmp), args.sizes, args.repeat, with_dag_factory=not args.no_dag_factory)
+        return run(
+            Path(tmp), args.sizes, args.repeat, with_dag_factory=not args.no_dag_factory, compare=compare
+        )
 
 
-def run(work: Path, sizes: list[int], repeat: int, *, with_dag_factory: bool) -> int:
+def run(
+    work: Path, sizes: list[int], repeat: int, *, with_dag_factory: bool, compare: Path | None = None
+) -> int:
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     base_env.update(
         AIRFLOW_HOME=str(work / "airflow"),
@@ -282,7 +324,7 @@ def run(work: Path, sizes: list[int], repeat: int, *, with_dag_factory: bool) ->
     )
     factory_python = dag_factory_python() if with_dag_factory else None
 
-    cases = [case for count in sizes for case in cases_for(work, count, factory_python)]
+    cases = [case for count in sizes for case in cases_for(work, count, factory_python, compare)]
     if any(count > TASK_DAG_INDEX for count in sizes):
         plain_one = work / "plain_one_dag.py"
         plain_one.write_text(PLAIN.format(count=1, indices=f"[{TASK_DAG_INDEX}]", extra="", extra_doc=""))
@@ -314,6 +356,8 @@ def report(cpu: dict[tuple[str, int], float], wall: dict[tuple[str, int], float]
     head = [
         "templates",
         "this project",
+        "uncached",
+        "compare",
         "dag-factory",
         "plain",
         "plain+2",
@@ -326,6 +370,8 @@ def report(cpu: dict[tuple[str, int], float], wall: dict[tuple[str, int], float]
         row = [
             str(n),
             cell(("ours", n)),
+            cell(("uncached", n)),
+            cell(("compare", n)),
             cell(("dag-factory", n)),
             cell(("plain", n)),
             cell(("plain+2", n)),
@@ -336,10 +382,10 @@ def report(cpu: dict[tuple[str, int], float], wall: dict[tuple[str, int], float]
         print(" | ".join(row))
 
     print("\nWorker: parse for one task (parsing context dag_id); CPU seconds (wall), median")
-    print("templates | this project | plain (the one DAG)")
+    print("templates | this project | compare | plain (the one DAG)")
     for n in sizes:
         if ("ours task", n) in cpu:
-            print(f"{n} | {cell(('ours task', n))} | {cell(('plain task', 1))}")
+            print(f"{n} | {cell(('ours task', n))} | {cell(('compare task', n))} | {cell(('plain task', 1))}")
 
     print("\nGoals (CPU time)")
     at = FLOOR_GOAL_AT

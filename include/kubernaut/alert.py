@@ -16,7 +16,10 @@ RESOURCE_LABELS: tuple[tuple[str, str], ...] = (
     ("job_name", "Job"),
     ("persistentvolumeclaim", "PersistentVolumeClaim"),
     ("horizontalpodautoscaler", "HorizontalPodAutoscaler"),
+    ("poddisruptionbudget", "PodDisruptionBudget"),
+    ("persistentvolume", "PersistentVolume"),
     ("node", "Node"),
+    ("resourcequota", "ResourceQuota"),
     ("resource", "Unknown"),
 )
 
@@ -42,14 +45,24 @@ KNOWN_ALERT_TARGETS: dict[str, str] = {
     "KubeJobFailed": "job_name",
     "KubeHpaReplicasMismatch": "horizontalpodautoscaler",
     "KubeHpaMaxedOut": "horizontalpodautoscaler",
+    "KubePdbNotEnoughHealthyPods": "poddisruptionbudget",
     "KubePersistentVolumeFillingUp": "persistentvolumeclaim",
     "KubePersistentVolumeInodesFillingUp": "persistentvolumeclaim",
+    "KubePersistentVolumeErrors": "persistentvolume",
     "KubeNodeNotReady": "node",
     "KubeNodeUnreachable": "node",
     "KubeNodeReadinessFlapping": "node",
     "KubeletTooManyPods": "node",
     "NodeFilesystemSpaceFillingUp": "node",
+    "KubeNodePressure": "node",
+    "KubeQuotaAlmostFull": "resourcequota",
+    "KubeQuotaFullyUsed": "resourcequota",
+    "KubeQuotaExceeded": "resourcequota",
 }
+# Scrape jobs whose series describe a node but carry the exporter pod's own `pod`/`namespace`
+# (kube-prometheus relabels node-exporter's `instance` to the node name; node-mixin's default
+# job is `node`). Their alerts are about the node named by `node`, else by `instance`.
+NODE_INSTANCE_JOBS = frozenset({"node-exporter", "node"})
 _KIND_OF_LABEL = dict(RESOURCE_LABELS)
 CLUSTER_SCOPED = frozenset({"Node", "PersistentVolume", "Namespace"})
 
@@ -72,6 +85,13 @@ NO_TARGET = Target("", "", "")
 
 def derive_target(labels: Mapping[str, str]) -> Target:
     """The object an alert is about; a pod stays a pod (the run resolves its owner)."""
+    if labels.get("job") in NODE_INSTANCE_JOBS and not labels.get("node") and labels.get("instance"):
+        return Target("Node", "", _host(labels["instance"]))
+    if labels.get("alertname", "").startswith("CertManagerCert") and labels.get("name"):
+        # cert-manager's metrics name the Certificate by `name`; its own `namespace` label becomes
+        # `exported_namespace` when the scrape adds the exporter pod's namespace
+        namespace = labels.get("exported_namespace") or labels.get("namespace", "")
+        return Target("Certificate", namespace, labels["name"])
     known = KNOWN_ALERT_TARGETS.get(labels.get("alertname", ""))
     order = [known] if known and labels.get(known) else [label for label, _ in RESOURCE_LABELS]
     for label in order:
@@ -81,6 +101,14 @@ def derive_target(labels: Mapping[str, str]) -> Target:
             namespace = "" if kind in CLUSTER_SCOPED else labels.get("namespace", "")
             return Target(kind, namespace, value)
     return NO_TARGET
+
+
+def _host(instance: str) -> str:
+    """``worker-1:9100`` -> ``worker-1``; ``[fd00::1]:9100`` -> ``fd00::1``; a bare name stays."""
+    if instance.startswith("["):
+        return instance[1:].partition("]")[0]
+    host, sep, port = instance.rpartition(":")
+    return host if sep and port.isdigit() and ":" not in host else instance
 
 
 def _strings(value: Any) -> dict[str, str]:

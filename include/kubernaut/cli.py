@@ -198,6 +198,11 @@ _delegate("sandbox", "serve the sandbox Kubernetes cluster", "kubernaut.sandbox.
 _delegate("history", "remediation history: migrate, list, show", "kubernaut.history.cli:main")
 _delegate("route", "print alert decisions, launch nothing", "kubernaut.intake.cli:route_main")
 _delegate("serve", "serve the alert intake webhook on its own", "kubernaut.intake.cli:serve_main")
+_delegate("unblock", "clear a target's blocks (ineffective chain), audited", "kubernaut.intake.unblock:main")
+_delegate("stack", "run the production shape: Celery on Redis, one process each", "kubernaut.stack.cli:main")
+_delegate(
+    "simulate", "run templates' scenarios against a throwaway sandbox cluster", "kubernaut.simulate.cli:main"
+)
 
 
 def runnable(name: str = "kubernaut") -> str:

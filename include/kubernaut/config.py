@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kubernaut.durations import Duration
 
 CONFIG_ENV = "KUBERNAUT_CONFIG"
 CONFIG_VARIABLE = "kubernaut_config"
@@ -49,10 +53,116 @@ class PolicyConfig(_Strict):
     max_replicas: int = Field(default=50, ge=0, description="Upper bound for any replica count set")
     max_resource_factor: float = Field(default=4.0, gt=1.0, description="Max factor for a resource increase")
     max_nodes_unschedulable: int = Field(default=1, ge=0, description="Max nodes cordoned/drained at once")
+    node_cleanup_paths: list[str] = Field(
+        default_factory=lambda: ["/var/log", "/var/tmp", "/tmp"],
+        description="Host directories cleanup_node_disk may clean (it mounts only these, or below them)",
+    )
+    node_cleanup_image: str = Field(
+        default="busybox:1.36", description="Image of cleanup_node_disk's Job (needs `find`)"
+    )
+
+
+class BackoffConfig(_Strict):
+    """Exponential backoff between repeat runs for one target (intake decision ``backoff``)."""
+
+    base: Duration = Field(default=timedelta(minutes=5), description="Wait after the first run (0: off)")
+    max: Duration = Field(default=timedelta(hours=2), description="Longest wait")
+    window: Duration = Field(default=timedelta(hours=6), description="Runs started this recently count")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackoffConfig:
+        if self.base > self.max:
+            raise ValueError(f"base ({self.base}) must not exceed max ({self.max})")
+        if self.base and self.window <= timedelta(0):
+            raise ValueError("window must be positive when backoff is on")
+        return self
+
+
+class IneffectiveChainConfig(_Strict):
+    """N failed / rolled back / ineffective runs for one alert and target within ``window``:
+    ``blocked`` until a person runs ``kubernaut unblock``."""
+
+    runs: int = Field(default=3, ge=0, le=1000, description="How many such runs block (0: off)")
+    window: Duration = Field(default=timedelta(hours=24), description="How far back runs count")
+
+
+class BlockingConfig(_Strict):
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    ineffective_chain: IneffectiveChainConfig = Field(default_factory=IneffectiveChainConfig)
+    resolved_check: bool = Field(
+        default=True,
+        description="Before a run's first change, ask Alertmanager whether its alert still fires; "
+        "if not, the run ends `not_needed` without changing anything",
+    )
+
+
+DEFAULT_NODE_ALERTS = [
+    "KubeNodeNotReady",
+    "KubeNodeUnreachable",
+    "NodeNotReady",
+    "KubeNodePressure",
+    "NodeFilesystem*",
+]
+
+
+class SuppressionConfig(_Strict):
+    """Symptom suppression: alerts about pods on a node with an active node-level alert, or
+    whose owner is being remediated, are decided ``suppressed``."""
+
+    enabled: bool = True
+    node_alerts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NODE_ALERTS),
+        description="Alert names (* and ? patterns, e.g. 'NodeFilesystem*') marking a node as the root cause",
+    )
+    recent: Duration = Field(
+        default=timedelta(minutes=30), description="Node alerts the intake saw this recently count"
+    )
+
+    @field_validator("node_alerts")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not re.fullmatch(r"[A-Za-z0-9_:*?-]+", pattern or ""):
+                raise ValueError(f"{pattern!r} is not an alert name or a pattern with * and ?")
+        return value
+
+
+class EffectivenessConfig(_Strict):
+    """Delayed assessment of every run (docs/effectiveness.md); a template's
+    ``effectiveness:`` overrides ``after`` and ``window``."""
+
+    after: Duration = Field(default=timedelta(minutes=10), description="Delay after the run ends")
+    window: Duration = Field(
+        default=timedelta(minutes=30), description="Then watch this long for the alert firing again"
+    )
+    threshold: float = Field(default=0.7, ge=0.0, le=1.0, description="Score from which a run is effective")
+
+
+class ChoiceConfig(_Strict):
+    """Which of several equally specific templates answers an alert (docs/choice.md): a Beta
+    posterior of each one's effectiveness, Thompson-sampled with a seed per alert occurrence."""
+
+    seed: int = Field(default=0, description="Mixed with each alert occurrence's fingerprint and start")
+    window: Duration = Field(default=timedelta(days=30), description="Runs started this recently count")
+    namespace_runs: int = Field(
+        default=5, ge=1, description="Runs in the alert's namespace from which that namespace's figures count"
+    )
+    prior_strength: float = Field(
+        default=2.0, gt=0.0, description="How many runs a template's `priority` is worth"
+    )
+    fallback: bool = Field(
+        default=True,
+        description="Launch a run's fallback (or the next-ranked template) for the same alert occurrence "
+        "when it rolls back or is assessed ineffective; off: escalate at once",
+    )
 
 
 class KubernautConfig(_Strict):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    choice: ChoiceConfig = Field(default_factory=ChoiceConfig)
+    effectiveness: EffectivenessConfig = Field(default_factory=EffectivenessConfig)
+    blocking: BlockingConfig = Field(default_factory=BlockingConfig)
+    suppression: SuppressionConfig = Field(default_factory=SuppressionConfig)
     scripts: dict[str, list[str]] = Field(
         default_factory=dict, description="run_script allow-list: name -> argv (never from alert data)"
     )
@@ -60,6 +170,23 @@ class KubernautConfig(_Strict):
     alertmanager_conn_id: str = "alertmanager_default"
     notify_conn_id: str | None = Field(default=None, description="Webhook connection for `notify`")
     history_conn_id: str = "kubernaut_history"
+    # Multi-cluster (kubernaut.clusters, docs/multi-cluster.md); no clusters: single-cluster mode.
+    clusters: dict[str, str] = Field(
+        default_factory=dict, description="Cluster name (the alert label's value) -> Kubernetes connection id"
+    )
+    cluster_label: str = Field(default="cluster", description="The alert label that names the cluster")
+    default_cluster: str | None = Field(
+        default=None, description="Cluster for an alert without that label (unset: decided no_cluster)"
+    )
+
+    @model_validator(mode="after")
+    def _clusters(self) -> KubernautConfig:
+        from kubernaut.clusters import settings_problems
+
+        problems = settings_problems(self.clusters, self.cluster_label, self.default_cluster)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class ConfigError(ValueError):

@@ -14,18 +14,21 @@ nothing here loads the kubernetes client: the actions import it when a task runs
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from airflow.sdk import DAG, BaseOperator
 
 from kubernaut.operators import operator_for
 from kubernaut.operators.approval import KubernautApprovalOperator
+from kubernaut.operators.assess import ASSESS_TASK, ASSESSMENT_DAG_ID, KubernautAssessOperator
 from kubernaut.operators.rollback import (
     FINALIZE_TASK,
     ROLLBACK_TASK,
@@ -34,6 +37,7 @@ from kubernaut.operators.rollback import (
     rollback_on_failure,
 )
 from kubernaut.operators.runner import StepSpec
+from kubernaut.templates.cache import TemplateCache, default_cache
 from kubernaut.templates.errors import TemplateLoadError
 from kubernaut.templates.loader import (
     LoadReport,
@@ -90,9 +94,9 @@ def rollback_spec(step: Step) -> dict[str, Any]:
     return {"mode": "undo"}
 
 
-def _step_task(template: Template, step: Step, upstream: list[str], has_upstream: bool) -> BaseOperator:
-    config = template.configuration
-    spec = StepSpec(
+def step_spec(template: Template, step: Step, *, dry_run: bool, kube_conn_id: str) -> StepSpec:
+    """What the step runner is given for one step of a template (an Airflow task or a simulated step)."""
+    return StepSpec(
         template=template.name,
         name=step.name,
         action_type=step.action.type,
@@ -100,9 +104,14 @@ def _step_task(template: Template, step: Step, upstream: list[str], has_upstream
         parameters=dict(step.action.parameters),
         conditions=list(step.conditions),
         rollback=rollback_spec(step),
-        dry_run=config.dry_run,
-        kube_conn_id=config.kubernetes_conn_id,
+        dry_run=dry_run,
+        kube_conn_id=kube_conn_id,
     )
+
+
+def _step_task(template: Template, step: Step, upstream: list[str], has_upstream: bool) -> BaseOperator:
+    config = template.configuration
+    spec = step_spec(template, step, dry_run=config.dry_run, kube_conn_id=config.kubernetes_conn_id)
     kwargs: dict[str, Any] = {
         "task_id": step.name,
         "spec": spec,
@@ -189,9 +198,54 @@ def build_dag(template: Template) -> DAG:
             trigger_rule="all_done",
             retries=2,
             retry_delay=timedelta(seconds=5),
-            doc_md="Records the outcome in the history; fails the run when a step failed.",
+            doc_md="Records the outcome in the history; fails the run when a step failed; "
+            f"starts the run's effectiveness assessment (a run of {ASSESSMENT_DAG_ID}).",
+            assessment=assessment_settings(template),
         )
         leaves >> rollback >> finalize
+    return dag
+
+
+def assessment_settings(template: Template) -> dict[str, Any]:
+    """The template's ``effectiveness`` for its runs' assessment (None: the configuration's)."""
+    eff = template.effectiveness
+    return {
+        "after": eff.after.total_seconds() if eff.after is not None else None,
+        "window": eff.window.total_seconds() if eff.window is not None else None,
+        "metrics": [m.model_dump() for m in eff.metrics],
+    }
+
+
+def assessment_dag(max_active_runs: int = 1024) -> DAG:
+    """The one DAG that assesses every remediation run (operators/assess.py): a run per
+    remediation run, created by its ``finalize``; its one task waits deferred in the
+    triggerer, so many runs at once cost no worker slot (hence the high ``max_active_runs``).
+    Created unpaused: a paused one would leave every assessment queued."""
+    dag = DAG(
+        dag_id=ASSESSMENT_DAG_ID,
+        description="Did it help? The delayed effectiveness assessment of each remediation run",
+        schedule=None,
+        catchup=False,
+        max_active_runs=max_active_runs,
+        max_active_tasks=max_active_runs,
+        is_paused_upon_creation=False,
+        tags=["kubernaut-assessment"],  # not "kubernaut": that tag lists the remediation DAGs
+        doc_md=(
+            "One run per remediation run, created by the remediation's `finalize` task (run id "
+            "`assess__<dag_id>__<run_id>`; its note and `conf.remediation` name the remediation "
+            "run). After the template's `effectiveness.after` + `window` (waiting deferred, in the "
+            "triggerer), scores whether the alert went away and stayed away, the target's health, "
+            "the declared metrics and whether the change was reverted, and stores the assessment "
+            "with the remediation run in the history (`kubernaut history show <run>`)."
+        ),
+    )
+    with dag:
+        KubernautAssessOperator(
+            task_id=ASSESS_TASK,
+            retries=1,
+            retry_delay=timedelta(seconds=10),
+            doc_md="Did it help? See the DAG's documentation.",
+        )
     return dag
 
 
@@ -215,7 +269,7 @@ def template_name(dag_id: str) -> str | None:
     return name if len(name) <= 63 and re.match(NAME_PATTERN, name) else None
 
 
-def _template_for(directory: Path, dag_id: str) -> Template | None:
+def _template_for(directory: Path, dag_id: str, cache: TemplateCache | None = None) -> Template | None:
     """The template of ``dag_id`` loaded from its own file alone, when that gives the same
     answer as loading them all: the file named after the template defines it and is valid,
     and no file before it (the first valid file keeps a name) declares that name.
@@ -237,7 +291,7 @@ def _template_for(directory: Path, dag_id: str) -> Template | None:
         if mention.search(text) and declared_name(text) == name:
             return None
     try:
-        template = load_template(files[mine])
+        template = load_template(files[mine], cache=cache)
     except TemplateLoadError:
         return None  # the full load reports it (or finds the name in a later file)
     return template if template.name == name else None
@@ -248,28 +302,50 @@ def build_dags(
     templates: Iterable[Template] | None = None,
     *,
     dag_id: str | None = None,
+    cache: TemplateCache | Literal["default"] | None = "default",
 ) -> dict[str, DAG]:
     """The DAGs of the valid templates in ``directory``; ``template_errors`` reports the others.
+
+    ``cache``: where validated templates are kept between parses (templates/cache.py; by
+    default ``$AIRFLOW_HOME/kubernaut-template-cache``, ``KUBERNAUT_TEMPLATE_CACHE=off``
+    disables it); None: validate every file.
 
     With ``dag_id`` (Airflow's parsing context when a worker parses for one task) only that
     DAG is built, from its template's file alone when it can be, and a broken template of that
     name raises ``TemplateImportError`` naming its errors, for the task's log.
     """
-    if templates is None:
-        directory = directory or templates_dir()
-        one = _template_for(directory, dag_id) if dag_id else None
-        if one is not None:
-            templates = [one]
-        else:
-            report = load_templates(directory)
-            templates = report.templates
-            if dag_id:
-                templates = [t for t in templates if t.dag_id == dag_id]
-                if not templates:
-                    _raise_if_broken(report, dag_id)
-    elif dag_id:
-        templates = [t for t in templates if t.dag_id == dag_id]
-    return {template.dag_id: build_dag(template) for template in templates}
+    with _gc_paused():
+        if templates is None:
+            directory = directory or templates_dir()
+            store = default_cache() if cache == "default" else cache
+            one = _template_for(directory, dag_id, store) if dag_id else None
+            if one is not None:
+                templates = [one]
+            else:
+                # The action plugins' problems are reported by the error file, not here.
+                report = load_templates(directory, cache=store, check_plugins=False)
+                templates = report.templates
+                if dag_id:
+                    templates = [t for t in templates if t.dag_id == dag_id]
+                    if not templates:
+                        _raise_if_broken(report, dag_id)
+        elif dag_id:
+            templates = [t for t in templates if t.dag_id == dag_id]
+        return {template.dag_id: build_dag(template) for template in templates}
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the DAGs are built: they are all kept, so the
+    collector's passes over the growing heap (a third of the build's time at 1000 templates)
+    find nothing to free. Reference counting still frees what is dropped."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _raise_if_broken(report: LoadReport, dag_id: str) -> None:
@@ -287,5 +363,5 @@ def template_errors(directory: Path | None = None) -> dict[str, DAG]:
     Airflow 3 marks every DAG of a file that has an import error stale, and the API refuses
     to trigger them; so the errors must come from a file that defines no remediation DAG.
     """
-    broken = broken_templates_dag(load_templates(directory or templates_dir()))
+    broken = broken_templates_dag(load_templates(directory or templates_dir(), cache=default_cache()))
     return {} if broken is None else {BROKEN_DAG_ID: broken}

@@ -69,9 +69,9 @@ def parse_required_label(spec: str) -> tuple[str, str | None]:
 
 
 def _labels_of(ctx: ActionContext, target: Target) -> dict[str, str] | None:
-    from kubernaut.kube.objects import KINDS, find_object
+    from kubernaut.kube.objects import CUSTOM_KINDS, KINDS, find_object
 
-    if target.kind not in KINDS:
+    if target.kind not in KINDS and target.kind not in CUSTOM_KINDS:
         raise PolicyViolation(
             RULE_REQUIRE_LABEL, str(target), f"cannot read the labels of kind {target.kind}"
         )

@@ -243,3 +243,13 @@ def test_taint_untaint(
         assert taints(cluster) == [other]
     with pytest.raises(ActionError, match="node ghost not found"):
         run(ctx, "taint_node", node="ghost", key="a")
+
+
+def test_undo_of_a_cordon_whose_node_is_gone_is_not_restorable(
+    cluster: SandboxCluster, ctx: ActionContext
+) -> None:
+    # replace_node removed the node after the cordon: the undo says so instead of failing
+    action, params, result = run(ctx, "cordon_node", node=NODE)
+    cluster.delete("nodes", None, NODE)
+    with pytest.raises(NotRestorable, match=f"node {NODE} no longer exists"):
+        action.undo(ctx, params, result.undo)

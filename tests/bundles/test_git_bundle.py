@@ -26,6 +26,7 @@ from kubernaut.live_stack import create_database, drop_database
 from kubernaut.local_stack import stop_process_tree
 from tests.conftest import REPO
 
+ASSESSMENT = "kubernaut_assessment"  # built by the entry file beside the templates' DAGs
 BUNDLE = "kubernaut"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 SHIPPED = ("pod-crash-recovery", "pod-diagnostics")
@@ -214,7 +215,7 @@ def processor(tmp_path: Path) -> Iterator[Processor]:
 def test_templates_from_git_commit_break_revert(processor: Processor) -> None:
     repo = processor.repo
     head = git(repo, "rev-parse", "HEAD")
-    shipped = {dag_id(t) for t in SHIPPED}
+    shipped = {ASSESSMENT, *(dag_id(t) for t in SHIPPED)}  # with the entry file's own assessment DAG
 
     # 1. The repository's templates become DAGs, parsed from the bundle's checkout.
     processor.wait(lambda: processor.active() == shipped or None, "the initial DAGs")
@@ -303,5 +304,5 @@ def test_a_task_parses_the_templates_of_its_bundle_version(
             bundle_path=bundle.path,
             bundle_name=BUNDLE,
         )
-        assert sorted(bag.dags) == sorted(dag_id(t) for t in expected)
+        assert sorted(bag.dags) == sorted([ASSESSMENT, *(dag_id(t) for t in expected)])
         assert bag.import_errors == {}

@@ -18,7 +18,9 @@ from kubernaut.templates.loader import load_templates
 from tests.conftest import REPO
 from tests.dagruns.test_templates_run import AUTO_APPROVE, SCENARIOS
 
-TEMPLATES = {t.name: t for t in load_templates(REPO / "templates").templates}
+# Every step of the templates with a dag.test scenario here (the demo library) fails once under
+# real Airflow; every shipped template's own fail_at scenarios run in tests/simulate.
+TEMPLATES = {t.name: t for t in load_templates(REPO / "templates").templates if t.name in SCENARIOS}
 CASES = [(name, step.name) for name in sorted(TEMPLATES) for step in TEMPLATES[name].steps]
 
 

@@ -201,10 +201,12 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def test_every_template_has_a_scenario() -> None:
+def test_the_dag_test_scenarios_are_shipped_templates() -> None:
+    # every shipped template is proven by its scenarios under tests/simulate (same step runner);
+    # these run the original library through Airflow itself
     report = load_templates(REPO / "templates")
     assert not report.errors
-    assert {t.name for t in report.templates} == set(SCENARIOS)
+    assert set(SCENARIOS) <= {t.name for t in report.templates}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -97,6 +97,30 @@ class FakeHistory:
             and d["received_at"] >= since
         ]
 
+    def recent_runs(
+        self, namespace: str, name: str, since: datetime, *, cluster: str = ""
+    ) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.runs
+            if (r["target_namespace"], r["target_name"]) == (namespace, name)
+            and r["started_at"] >= since
+            and r["status"] != "not_needed"
+        ]
+
+    def ineffective_runs(
+        self, alert_name: str, namespace: str, name: str, since: datetime, *, cluster: str = ""
+    ) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.recent_runs(namespace, name, since)
+            if r.get("alert_name", alert_name) == alert_name
+            and r["status"] in ("failed", "rolled_back", "partially_rolled_back", "rollback_failed")
+        ]
+
+    def recent_alerts(self, patterns: list[str], since: datetime) -> list[dict[str, Any]]:
+        return []
+
     def ping(self) -> None:
         self.pings += 1
 

@@ -748,3 +748,10 @@ def test_recursive_and_exponential_aliases_load_quickly(
     errors = load_errors(path, registry)
     assert [e.path for e in errors][:2] == ["", "l0"]
     assert "missing required field 'steps'" in errors[0].message
+
+
+def test_a_template_may_not_take_the_assessment_dags_name(
+    write: WriteTemplate, registry: ActionRegistry
+) -> None:
+    path = write(SEED.replace("name: pod-crash-recovery", "name: assessment", 1))
+    expect(only_error(path, registry), path, 1, "name", "'assessment' is reserved", "kubernaut_assessment")

@@ -111,7 +111,10 @@ def test_broken_template_is_one_import_error_and_others_load(tmp_path: Path) -> 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KUBERNAUT_TEMPLATES_DIR", str(templates))
         bag = DagBag(str(dags_dir))
-    assert sorted(bag.dags) == sorted("kubernaut_" + g.replace("-", "_") for g in good)
+    # One DAG per good template, and the assessment DAG (one run per remediation run).
+    assert sorted(bag.dags) == sorted(
+        ["kubernaut_assessment", *("kubernaut_" + g.replace("-", "_") for g in good)]
+    )
     assert BROKEN_DAG_ID not in bag.dags
     # The error comes from the file without remediation DAGs: Airflow marks every DAG of a
     # file with an import error stale (tests/bundles checks that in the dag-processor).

@@ -275,7 +275,10 @@ def test_dag_file_loads_every_dag_and_shows_the_plugin_problems(site: Path, tmp_
     [line] = [x for x in run.stdout.splitlines() if x.startswith("RESULT=")]
     result = json.loads(line.removeprefix("RESULT="))
     templates = sorted(p.stem for p in (REPO / "templates").glob("*.yaml"))
-    assert result["dags"] == sorted("kubernaut_" + t.replace("-", "_") for t in templates)
+    # every template's DAG, and the effectiveness assessment's own
+    assert result["dags"] == sorted(
+        ["kubernaut_assessment", *("kubernaut_" + t.replace("-", "_") for t in templates)]
+    )
     assert BROKEN_DAG_ID not in result["dags"]
     [(path, error)] = result["errors"].items()
     assert path.endswith("kubernaut_template_errors.py")

@@ -72,7 +72,12 @@ def wait_unschedulable(ctx: ActionContext, node: str, value: bool) -> None:
 
 
 def restore_schedulable(ctx: ActionContext, node: str, record: dict[str, Any]) -> dict[str, Any]:
-    before, _ = set_unschedulable(ctx, node, bool(record["unschedulable"]), journal=False)
+    from kubernaut.kube.errors import NotFound
+
+    try:
+        before, _ = set_unschedulable(ctx, node, bool(record["unschedulable"]), journal=False)
+    except NotFound as exc:  # replaced or removed since (replace_node): nothing left to put back
+        raise NotRestorable(f"node {node} no longer exists: its schedulability cannot be restored") from exc
     return {"restored": before != bool(record["unschedulable"]), "unschedulable": record["unschedulable"]}
 
 
@@ -145,6 +150,16 @@ class DrainNodeParams(NodeParams):
     ignore_daemonsets: bool = Field(
         default=True,
         description="Leave DaemonSet pods (their controller ignores the cordon); false refuses the drain",
+    )
+    skip_wait_for_delete_timeout: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "kubectl drain --skip-wait-for-delete-timeout, for a node whose Ready condition is not "
+            "True (its kubelet cannot finish deleting anything): a pod there whose "
+            "deletionTimestamp (deletion time + grace period) is more than this many seconds ago "
+            "counts as gone; 0 always waits"
+        ),
     )
 
 
@@ -346,6 +361,7 @@ class DrainNode(Action[DrainNodeParams]):
             "uids": sorted(p.metadata.uid for p in plan.drained),
             "blocked": blocked,
             "grace": grace,
+            "skip_wait_for_delete_timeout": params.skip_wait_for_delete_timeout,
         }
         wait = ctx.wait("drain", args, what=f"drain of node {params.node} (evicted pods deleted)")
         output = {

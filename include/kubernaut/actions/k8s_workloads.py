@@ -185,6 +185,15 @@ def unrestart_workload(
     return retry_on_conflict(attempt)
 
 
+def rollout_restart(ctx: ActionContext, kind: WorkloadKind, namespace: str, name: str) -> ActionResult:
+    """``kubectl rollout restart`` of a DaemonSet or StatefulSet: the restart, its undo record
+    and a wait for the rollout."""
+    undo, done = restart_workload(ctx, kind, namespace, name)
+    output = {"restartedAt_before": undo["restartedAt"], "already_done": done, "dry_run": ctx.dry_run}
+    wait = rollout_wait(ctx, kind, namespace, name)
+    return ActionResult(output=output, undo=undo, changed=not ctx.dry_run, wait=wait)
+
+
 @register
 class RestartDaemonSet(Action[DaemonSetParams]):
     kind = "kubernetes"
@@ -200,10 +209,7 @@ class RestartDaemonSet(Action[DaemonSetParams]):
         return [Target("DaemonSet", params.namespace, params.daemonset)]
 
     def run(self, ctx: ActionContext, params: DaemonSetParams) -> ActionResult:
-        undo, done = restart_workload(ctx, "DaemonSet", params.namespace, params.daemonset)
-        output = {"restartedAt_before": undo["restartedAt"], "already_done": done, "dry_run": ctx.dry_run}
-        wait = rollout_wait(ctx, "DaemonSet", params.namespace, params.daemonset)
-        return ActionResult(output=output, undo=undo, changed=not ctx.dry_run, wait=wait)
+        return rollout_restart(ctx, "DaemonSet", params.namespace, params.daemonset)
 
     def undo(self, ctx: ActionContext, params: DaemonSetParams, record: dict[str, Any]) -> dict[str, Any]:
         return unrestart_workload(ctx, "DaemonSet", params.namespace, params.daemonset, record["restartedAt"])

@@ -140,6 +140,21 @@ class RestartPod(Action[RestartPodParams]):
                 f"pod {params.namespace}/{params.pod} has no controller, so nothing would recreate it; "
                 "set allow_unowned: true to restart it anyway"
             )
+        # A pod on a NotReady node is a symptom: restarting it fixes nothing (its replacement
+        # cannot start there, and the node's own remediation evicts it). Checked at run time
+        # too, whatever the intake decided (issue #10: symptom suppression).
+        node_name = pod.spec.node_name if pod.spec else None
+        if node_name:
+            from kubernaut.kube.errors import api_errors
+            from kubernaut.kube.node_health import node_problem
+
+            with api_errors(f"node {node_name}"):
+                why = node_problem(clients.core(ctx), node_name)
+            if why:
+                raise PreconditionFailed(
+                    f"root cause: node {node_name} NotReady ({why}); pod {params.namespace}/{params.pod} "
+                    "is not restarted: remediate the node"
+                )
 
     def run(self, ctx: ActionContext, params: RestartPodParams) -> ActionResult:
         from kubernetes import client

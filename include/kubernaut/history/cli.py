@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--alert", help="alert name")
     runs.add_argument("--namespace", help="target namespace")
     runs.add_argument("--target", help="target name")
+    runs.add_argument("--cluster", help="cluster name (multi-cluster configurations)")
     runs.add_argument("--template", help="template name")
     runs.add_argument("--status", help="running, success, failed, rolled_back, rollback_failed")
     runs.add_argument("--limit", type=int, default=20)
@@ -26,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="one run: steps, undo journal, outcomes")
     show.add_argument("run", help="history id or Airflow dag_run_id")
     show.add_argument("--json", action="store_true")
+    eff = sub.add_parser(
+        "effectiveness", help="per template and alert: runs, success rate, effective rate, mean score, trend"
+    )
+    eff.add_argument("--since", default="7d", help="runs started this recently (e.g. 7d, 12h; default 7d)")
+    eff.add_argument("--alert", help="alert name")
+    eff.add_argument("--template", help="template name")
+    eff.add_argument("--json", action="store_true")
     return parser
 
 
@@ -37,6 +45,8 @@ def _print_runs(rows: list[dict[str, Any]]) -> None:
     print(f"{'id':>5}  {'started':19}  {'status':15}  {'template':28}  {'alert':30}  target")
     for r in rows:
         target = f"{r['target_namespace']}/{r['target_name']}"
+        if r.get("cluster"):
+            target = f"{r['cluster']}:{target}"
         dry = " (dry run)" if r["dry_run"] else ""
         print(
             f"{r['id']:>5}  {_time(r['started_at'])}  {r['status']:15}  {r['template']:28}  "
@@ -48,6 +58,9 @@ def _print_run(run: dict[str, Any]) -> None:
     print(f"run {run['id']}: {run['dag_id']} / {run['dag_run_id']}")
     print(f"  template {run['template']}, alert {run['alert_name']} ({run['alert_fingerprint']})")
     print(f"  target {run['target_kind']} {run['target_namespace']}/{run['target_name']}")
+    if run.get("cluster") or run.get("kube_conn_id"):
+        name, conn_id = run.get("cluster") or "(single-cluster)", run.get("kube_conn_id") or "-"
+        print(f"  cluster {name} (connection {conn_id})")
     print(
         f"  status {run['status']} {run['detail']}  {_time(run['started_at'])} -> {_time(run['finished_at'])}"
     )
@@ -63,7 +76,44 @@ def _print_run(run: dict[str, Any]) -> None:
             f"prior={json.dumps(u['prior_state'], default=str)[:80]}  at {_time(u['undone_at'])}"
         )
     for o in run["outcomes"]:
-        print(f"  outcome {o['kind']}: {o['outcome']}")
+        linked = (o.get("detail") or {}).get("run_id")  # the assessment or fallback run it created
+        print(f"  outcome {o['kind']}: {o['outcome']}" + (f" (run {linked})" if linked else ""))
+    _print_assessment(run.get("assessment"))
+
+
+def _print_assessment(a: dict[str, Any] | None) -> None:
+    if a is None:
+        print("  assessment: none yet")
+        return
+    score = "-" if a["score"] is None else f"{a['score']:.2f}"
+    print(
+        f"  assessment: {a['verdict']} (score {score}) at {_time(a['assessed_at'])}, "
+        f"after {a['after_s']:g}s + window {a['window_s']:g}s; run outcome {a['outcome'] or '-'}"
+    )
+    for reason in a["reasons"] or []:
+        print(f"    - {reason}")
+    for name, c in (a["components"] or {}).items():
+        part = "-" if c.get("score") is None else f"{c['score']:.2f}"
+        print(f"    {name:14} {part:>5}  {c.get('reason', '')}")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _print_effectiveness(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'template':28}  {'alert':30}  {'runs':>4}  {'success':>7}  {'assessed':>8}  "
+        f"{'effective':>9}  {'score':>5}  trend (recent verdicts, oldest first)"
+    )
+    letters = {"effective": "E", "ineffective": "I", "unknown": "?"}
+    for r in rows:
+        score = "-" if r["mean_score"] is None else f"{r['mean_score']:.2f}"
+        recent = "".join(letters.get(v, "?") for v in r["recent"])
+        print(
+            f"{r['template']:28}  {r['alert']:30}  {r['runs']:>4}  {_pct(r['success_rate']):>7}  "
+            f"{r['assessed']:>8}  {_pct(r['effective_rate']):>9}  {score:>5}  {r['trend']} {recent}"
+        )
 
 
 UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
@@ -101,8 +151,20 @@ def main(argv: list[str] | None = None) -> int:
                 target=args.target,
                 template=args.template,
                 status=args.status,
+                cluster=args.cluster,
             )
             print(json.dumps(rows, default=str, indent=2)) if args.json else _print_runs(rows)
+            return 0
+        if args.command == "effectiveness":
+            from kubernaut.durations import parse_duration
+
+            try:
+                since = parse_duration(args.since).total_seconds()
+            except ValueError as exc:
+                print(f"kubernaut history effectiveness: --since: {exc}", file=sys.stderr)
+                return 2
+            rows = history.effectiveness(since_seconds=since, alert=args.alert, template=args.template)
+            print(json.dumps(rows, default=str, indent=2)) if args.json else _print_effectiveness(rows)
             return 0
         run = history.run(args.run)
         if run is None:

@@ -106,6 +106,67 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             WHERE decision IN ('triggered', 'triggering', 'unconfirmed');
         """,
     ),
+    (
+        4,
+        "unblocks: who cleared an ineffective-chain block of a target, when and why",
+        """
+        CREATE TABLE kubernaut_unblocks (
+            id               BIGSERIAL PRIMARY KEY,
+            target_kind      TEXT NOT NULL DEFAULT '',
+            target_namespace TEXT NOT NULL DEFAULT '',
+            target_name      TEXT NOT NULL,
+            alert_name       TEXT NOT NULL DEFAULT '',
+            cluster          TEXT NOT NULL DEFAULT '',
+            unblocked_by     TEXT NOT NULL,
+            reason           TEXT NOT NULL DEFAULT '',
+            unblocked_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX kubernaut_unblocks_target
+            ON kubernaut_unblocks (target_namespace, target_name, unblocked_at DESC);
+        """,
+    ),
+    (
+        5,
+        "multi-cluster: the cluster (and its Kubernetes connection) of each run and alert decision",
+        """
+        ALTER TABLE kubernaut_runs
+            ADD COLUMN cluster TEXT NOT NULL DEFAULT '',
+            ADD COLUMN kube_conn_id TEXT NOT NULL DEFAULT '';
+        ALTER TABLE kubernaut_alert_decisions ADD COLUMN cluster TEXT NOT NULL DEFAULT '';
+        """,
+    ),
+    (
+        6,
+        "UI: newest-first pages of runs and decisions with filters, outcomes per run",
+        """
+        CREATE INDEX kubernaut_runs_started ON kubernaut_runs (started_at DESC, id DESC);
+        CREATE INDEX kubernaut_runs_status ON kubernaut_runs (status, started_at DESC, id DESC);
+        CREATE INDEX kubernaut_runs_namespace ON kubernaut_runs (target_namespace, started_at DESC, id DESC);
+        CREATE INDEX kubernaut_decisions_received ON kubernaut_alert_decisions (received_at DESC, id DESC);
+        CREATE INDEX kubernaut_decisions_decision
+            ON kubernaut_alert_decisions (decision, received_at DESC, id DESC);
+        CREATE INDEX kubernaut_outcomes_run ON kubernaut_outcomes (run_id);
+        """,
+    ),
+    (
+        7,
+        "effectiveness assessments: one per run (verdict, score, components with evidence)",
+        """
+        CREATE TABLE kubernaut_assessments (
+            id          BIGSERIAL PRIMARY KEY,
+            run_id      BIGINT NOT NULL UNIQUE REFERENCES kubernaut_runs (id) ON DELETE CASCADE,
+            verdict     TEXT NOT NULL,
+            score       DOUBLE PRECISION,
+            outcome     TEXT NOT NULL DEFAULT '',
+            reasons     JSONB NOT NULL DEFAULT '[]',
+            components  JSONB NOT NULL DEFAULT '{}',
+            after_s     DOUBLE PRECISION NOT NULL DEFAULT 0,
+            window_s    DOUBLE PRECISION NOT NULL DEFAULT 0,
+            assessed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX kubernaut_assessments_assessed ON kubernaut_assessments (assessed_at DESC);
+        """,
+    ),
 ]
 
 

@@ -161,13 +161,22 @@ class History:
 
     # -- runs and steps (written by tasks) ----------------------------------------------
     def ensure_run(
-        self, dag_id: str, dag_run_id: str, template: str, alert: Mapping[str, Any], dry_run: bool
+        self,
+        dag_id: str,
+        dag_run_id: str,
+        template: str,
+        alert: Mapping[str, Any],
+        dry_run: bool,
+        *,
+        cluster: str = "",
+        kube_conn_id: str = "",
     ) -> int:
         row = self._one(
             """
             INSERT INTO kubernaut_runs (dag_id, dag_run_id, template, alert_fingerprint, alert_name,
-                                        target_kind, target_namespace, target_name, dry_run)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                        target_kind, target_namespace, target_name, dry_run,
+                                        cluster, kube_conn_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id
             RETURNING id
             """,
@@ -181,6 +190,8 @@ class History:
                 str(alert.get("namespace", "")),
                 str(alert.get("resource", "")),
                 dry_run,
+                cluster,
+                kube_conn_id,
             ),
         )
         assert row is not None
@@ -323,13 +334,14 @@ class History:
         dag_run_id: str = "",
         target: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
+        cluster: str = "",
     ) -> None:
         target = target or {}
         self._query(
             """
             INSERT INTO kubernaut_alert_decisions (fingerprint, alert_name, alert_status, decision, reason,
-                template, dag_id, dag_run_id, target_kind, target_namespace, target_name, labels)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+                template, dag_id, dag_run_id, target_kind, target_namespace, target_name, labels, cluster)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
             """,
             (
                 fingerprint,
@@ -344,6 +356,7 @@ class History:
                 target.get("namespace", ""),
                 target.get("name", ""),
                 _json(dict(labels or {})),
+                cluster,
             ),
         )
 
@@ -357,9 +370,11 @@ class History:
         target: str | None = None,
         template: str | None = None,
         status: str | None = None,
+        cluster: str | None = None,
     ) -> list[dict[str, Any]]:
         where, params = ["TRUE"], []
         for column, value in (
+            ("cluster", cluster),
             ("alert_name", alert),
             ("target_namespace", namespace),
             ("target_name", target),
@@ -396,29 +411,34 @@ class History:
         row["outcomes"] = self._query(
             "SELECT * FROM kubernaut_outcomes WHERE run_id = %s ORDER BY id", (run_id,)
         )
+        row["assessment"] = self.assessment(run_id)
         return row
 
-    def last_run(self, template: str, namespace: str, name: str) -> dict[str, Any] | None:
+    # A target is (cluster, namespace, name): the same pod name in two clusters is two targets
+    # (cluster "" in single-cluster mode).
+    def last_run(
+        self, template: str, namespace: str, name: str, *, cluster: str = ""
+    ) -> dict[str, Any] | None:
         return self._one(
             """SELECT * FROM kubernaut_runs WHERE template = %s AND target_namespace = %s AND target_name = %s
-               AND NOT dry_run ORDER BY started_at DESC LIMIT 1""",
-            (template, namespace, name),
+               AND cluster = %s AND NOT dry_run ORDER BY started_at DESC LIMIT 1""",
+            (template, namespace, name, cluster),
         )
 
-    def active_runs(self, namespace: str, name: str) -> list[dict[str, Any]]:
+    def active_runs(self, namespace: str, name: str, *, cluster: str = "") -> list[dict[str, Any]]:
         return self._query(
             """SELECT * FROM kubernaut_runs WHERE target_namespace = %s AND target_name = %s
-               AND status = 'running' ORDER BY started_at DESC""",
-            (namespace, name),
+               AND cluster = %s AND status = 'running' ORDER BY started_at DESC""",
+            (namespace, name, cluster),
         )
 
-    def consecutive_failures(self, alert_name: str, namespace: str, name: str) -> int:
+    def consecutive_failures(self, alert_name: str, namespace: str, name: str, *, cluster: str = "") -> int:
         """Failed runs for this alert and target since the last success."""
         rows = self._query(
             """SELECT status FROM kubernaut_runs WHERE alert_name = %s AND target_namespace = %s
-               AND target_name = %s AND status <> 'running' AND NOT dry_run
+               AND target_name = %s AND cluster = %s AND status <> 'running' AND NOT dry_run
                ORDER BY started_at DESC LIMIT 50""",
-            (alert_name, namespace, name),
+            (alert_name, namespace, name, cluster),
         )
         count = 0
         for row in rows:
@@ -426,6 +446,173 @@ class History:
                 break
             count += 1
         return count
+
+    def outcome_of_kind(self, run_id: int, kind: str, outcome: str) -> dict[str, Any] | None:
+        """The first outcome of that kind and value recorded for the run, if any."""
+        row = self._one(
+            "SELECT * FROM kubernaut_outcomes WHERE run_id = %s AND kind = %s AND outcome = %s "
+            "ORDER BY id LIMIT 1",
+            (run_id, kind, outcome),
+        )
+        if row is not None:
+            row["detail"] = _as_dict(row["detail"])
+        return row
+
+    # -- unblocks (``kubernaut unblock``: a person clears an ineffective-chain block) ---------
+    def record_unblock(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        alert_name: str,
+        by: str,
+        reason: str,
+        cluster: str = "",
+    ) -> dict[str, Any]:
+        row = self._one(
+            """
+            INSERT INTO kubernaut_unblocks (target_kind, target_namespace, target_name, alert_name,
+                                            unblocked_by, reason, cluster)
+            VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *
+            """,
+            (kind, namespace, name, alert_name, by, reason, cluster),
+        )
+        assert row is not None
+        return row
+
+    def unblocks(
+        self, *, namespace: str | None = None, name: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        where, params = ["TRUE"], []
+        for column, value in (("target_namespace", namespace), ("target_name", name)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        return self._query(
+            f"SELECT * FROM kubernaut_unblocks WHERE {' AND '.join(where)} "
+            "ORDER BY unblocked_at DESC, id DESC LIMIT %s",
+            (*params, limit),
+        )
+
+    # -- effectiveness assessments (kubernaut.assessment) -----------------------------------
+    def record_assessment(
+        self,
+        run_id: int,
+        *,
+        verdict: str,
+        score: float | None,
+        outcome: str,
+        reasons: list[str],
+        components: Mapping[str, Any],
+        after_s: float,
+        window_s: float,
+    ) -> None:
+        """One assessment per run: recording it again (a retried task) replaces it."""
+        self._query(
+            """
+            INSERT INTO kubernaut_assessments (run_id, verdict, score, outcome, reasons, components,
+                                               after_s, window_s)
+            VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)
+            ON CONFLICT (run_id) DO UPDATE
+               SET verdict = EXCLUDED.verdict, score = EXCLUDED.score, outcome = EXCLUDED.outcome,
+                   reasons = EXCLUDED.reasons, components = EXCLUDED.components,
+                   after_s = EXCLUDED.after_s, window_s = EXCLUDED.window_s, assessed_at = now()
+            """,
+            (run_id, verdict, score, outcome, _json(reasons), _json(dict(components)), after_s, window_s),
+        )
+
+    def assessment(self, run_id: int) -> dict[str, Any] | None:
+        try:
+            return self._one("SELECT * FROM kubernaut_assessments WHERE run_id = %s", (run_id,))
+        except Exception as exc:  # a history not migrated this far yet: no assessments
+            if getattr(exc, "pgcode", None) == "42P01":
+                return None
+            raise
+
+    def effectiveness(
+        self,
+        *,
+        since_seconds: float | None = None,
+        alert: str | None = None,
+        template: str | None = None,
+        recent: int = 10,
+    ) -> list[dict[str, Any]]:
+        """Per template x alert name: runs, success rate, assessed runs, effective rate, mean
+        score, and the verdicts of the ``recent`` newest assessed runs (oldest first)."""
+        where: list[str] = ["NOT r.dry_run"]
+        params: list[Any] = []
+        if since_seconds is not None:
+            where.append("r.started_at >= now() - make_interval(secs => %s)")
+            params.append(since_seconds)
+        for column, value in (("r.alert_name", alert), ("r.template", template)):
+            if value:
+                where.append(f"{column} = %s")
+                params.append(value)
+        rows = self._query(
+            f"""
+            SELECT r.template, r.alert_name, r.status, a.verdict, a.score
+              FROM kubernaut_runs r LEFT JOIN kubernaut_assessments a ON a.run_id = r.id
+             WHERE {" AND ".join(where)}
+             ORDER BY r.started_at, r.id
+            """,
+            tuple(params),
+        )
+        return effectiveness_summary(rows, recent=recent)
+
+
+SUCCESS_STATUSES = ("success", "not_needed")
+
+
+def effectiveness_summary(rows: list[dict[str, Any]], *, recent: int = 10) -> list[dict[str, Any]]:
+    """``History.effectiveness`` from runs (oldest first) with their verdict and score."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["template"], row["alert_name"]), []).append(row)
+    summary = []
+    for (template, alert), runs in sorted(groups.items()):
+        finished = [r for r in runs if r["status"] != "running"]
+        assessed = [r for r in runs if r.get("verdict") in ("effective", "ineffective")]
+        scores = [float(r["score"]) for r in assessed if r.get("score") is not None]
+        effective = sum(1 for r in assessed if r["verdict"] == "effective")
+        verdicts = [r["verdict"] for r in runs if r.get("verdict")][-recent:]
+        summary.append(
+            {
+                "template": template,
+                "alert": alert,
+                "runs": len(runs),
+                "success_rate": _rate(
+                    sum(1 for r in finished if r["status"] in SUCCESS_STATUSES), len(finished)
+                ),
+                "assessed": len(assessed),
+                "unknown": sum(1 for r in runs if r.get("verdict") == "unknown"),
+                "effective": effective,
+                "effective_rate": _rate(effective, len(assessed)),
+                "mean_score": round(sum(scores) / len(scores), 3) if scores else None,
+                "recent": verdicts,
+                "trend": _trend([r["verdict"] for r in assessed][-recent:]),
+            }
+        )
+    return summary
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 3) if whole else None
+
+
+def _trend(verdicts: list[str]) -> str:
+    """Effective rate of the newer half of the recent assessed runs against the older half."""
+    if len(verdicts) < 4:
+        return "n/a"
+    half = len(verdicts) // 2
+    older, newer = verdicts[:half], verdicts[half:]
+    before = sum(v == "effective" for v in older) / len(older)
+    after = sum(v == "effective" for v in newer) / len(newer)
+    if after > before + 0.1:
+        return "improving"
+    if after < before - 0.1:
+        return "worsening"
+    return "steady"
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

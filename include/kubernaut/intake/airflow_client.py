@@ -252,6 +252,9 @@ class AirflowGateway:
         """Create the run with this id (idempotent: a second POST answers 409)."""
         path = f"/dags/{quote(dag_id, safe='')}/dagRuns"
         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        note = run_note(conf.get("alert"))
+        if note:
+            body["note"] = note  # the Grid view reads on its own: alert, target, severity, summary
         status, answer, uncertain = await self._call("POST", path, json_body=body)
         if status in (200, 201):
             return Triggered.CREATED
@@ -266,6 +269,29 @@ class AirflowGateway:
         detail = body[:300].decode("utf-8", "replace")
         log.error("kubernaut intake: %s -> HTTP %s %s", what, status, detail)
         return AirflowUnavailable(f"{what} -> HTTP {status} {detail}".strip(), uncertain=uncertain)
+
+
+NOTE_LIMIT = 1000  # Airflow keeps a run note of up to 1000 characters
+
+
+def run_note(alert: Any) -> str:
+    """The note of a run launched for ``alert`` (``conf["alert"]``): alert name, target,
+    severity and the ``summary`` annotation, as plain text (alert content is data)."""
+    if not isinstance(alert, Mapping):
+        return ""
+    from kubernaut.alert import NO_TARGET, derive_target
+
+    labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
+    annotations = alert.get("annotations") or {}
+    target = derive_target(labels)
+    where = str(target) if target is not NO_TARGET else "no target"
+    if labels.get("cluster"):
+        where = f"{labels['cluster']}: {where}"
+    name, severity = labels.get("alertname") or "(no alertname)", labels.get("severity") or "none"
+    head = f"{name} on {where} (severity {severity})"
+    summary = str(annotations.get("summary") or "").strip() if isinstance(annotations, Mapping) else ""
+    text = f"{head}\n\n{summary}" if summary else head
+    return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 1] + "…"
 
 
 class _Transient(Exception):

@@ -28,7 +28,9 @@ from kubernaut.intake.settings import IntakeSettings
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "30"
-_NOTEWORTHY = frozenset({Decision.TRIGGERED, Decision.BLOCKED, Decision.PAUSED, Decision.PROTECTED})
+_NOTEWORTHY = frozenset(
+    {Decision.TRIGGERED, Decision.BLOCKED, Decision.PAUSED, Decision.PROTECTED, Decision.NO_CLUSTER}
+)
 
 
 class _TooLarge(Exception):

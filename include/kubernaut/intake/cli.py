@@ -10,13 +10,16 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from kubernaut.config import ConfigError, load_config
+from kubernaut.clusters import ClusterMap
+from kubernaut.config import ConfigError, SuppressionConfig, load_config
 from kubernaut.factory import templates_dir
 from kubernaut.history import DEFAULT_CONN_ID
 from kubernaut.intake.decisions import Decider, HistoryReader
 from kubernaut.intake.payload import PayloadError, parse_payload
 from kubernaut.intake.routing import Router
+from kubernaut.intake.suppression import KubeLookup, Suppressor, alertmanager_source
 from kubernaut.templates import load_templates
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -55,6 +58,17 @@ def route_main(argv: list[str] | None = None) -> int:
         help="check cooldown/busy/blocked in the history DB (auto: if its connection is configured)",
     )
     parser.add_argument("--history-conn-id", default=DEFAULT_CONN_ID)
+    parser.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="symptom suppression offline: read each pod's node and owner from this cluster",
+    )
+    parser.add_argument("--context", default=None, help="kubeconfig context (with --kubeconfig)")
+    parser.add_argument(
+        "--alertmanager",
+        default=None,
+        help="Alertmanager URL whose active node alerts count as root causes (with --kubeconfig)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -76,15 +90,29 @@ def route_main(argv: list[str] | None = None) -> int:
     for error in report.all_errors():
         print(f"kubernaut route: template skipped: {error}", file=sys.stderr)
     try:
-        policy = load_config().policy
+        config = load_config()
     except ConfigError as exc:
         print(f"kubernaut route: {exc}", file=sys.stderr)
         return EXIT_USAGE
     history, note = _history_for_route(args.history, args.history_conn_id)
     print(f"kubernaut route: {note}; Airflow not contacted (paused/duplicate not checked)", file=sys.stderr)
-    decider = Decider(Router(report.templates), policy, history=history)
+    decider = Decider(
+        Router(report.templates), config.policy, history=history, clusters=ClusterMap.from_config(config)
+    )
+    decider.blocking = config.blocking
+    decider.choice = config.choice
+    if args.kubeconfig and config.suppression.enabled:
+        decider.suppressor = _route_suppressor(args, config.suppression, list(payload.alerts))
     print(json.dumps([decider.decide(alert).to_dict() for alert in payload.alerts], indent=2))
     return EXIT_OK
+
+
+def _route_suppressor(args: argparse.Namespace, config: SuppressionConfig, alerts: list[Any]) -> Suppressor:
+    """Suppression for the preview: the pods from ``--kubeconfig`` (every template's connection
+    is that cluster here), node alerts from the payload, ``--alertmanager`` and the history."""
+    lookup = KubeLookup.from_kubeconfig(args.kubeconfig, args.context)
+    source = alertmanager_source(url=args.alertmanager) if args.alertmanager else None
+    return Suppressor(config, payload=alerts, alertmanager=source, cluster=lambda _conn_id: lookup)
 
 
 def serve_main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,11 @@
 """One decision per alert: route it, apply the safety checks, launch at most one run.
 
 Order matters and is cheapest-first: resolved -> no_template -> no_target -> protected
-(no I/O), then duplicate (history) -> paused (Airflow, cached) -> blocked -> busy ->
-cooldown (history, inside the per-target claim) -> trigger. The I/O-free checks live
-here; the launching flow (claim, launch record, POST) is ``kubernaut.intake.launcher``.
+(no I/O), then duplicate (history) -> paused (Airflow, cached) -> suppressed (the cluster,
+Alertmanager, history; ``kubernaut.intake.suppression``) -> blocked (consecutive failures,
+ineffective chain) -> busy -> cooldown -> backoff (history, inside the per-target claim;
+``kubernaut.intake.backoff``) -> trigger. The I/O-free checks live here; the launching flow
+(claim, launch record, POST) is ``kubernaut.intake.launcher``. See docs/blocking.md.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from kubernaut.alert import NO_TARGET, Target, derive_target
-from kubernaut.config import PolicyConfig
+from kubernaut.clusters import ClusterMap, NoCluster
+from kubernaut.config import BlockingConfig, ChoiceConfig, PolicyConfig
 from kubernaut.intake.airflow_client import Triggered
+from kubernaut.intake.backoff import backoff_of, chain_block, target_arg
+from kubernaut.intake.choice import Candidate, explain, occurrence_seed, rank
+from kubernaut.intake.evidence import template_outcomes
 from kubernaut.intake.payload import Alert
-from kubernaut.intake.routing import Route, Router
+from kubernaut.intake.routing import Route, Router, informational
+from kubernaut.intake.suppression import Suppressor
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_FAILURES = 3
@@ -38,7 +45,10 @@ class Decision(StrEnum):
     RESOLVED = "resolved"
     NO_TEMPLATE = "no_template"
     NO_TARGET = "no_target"
+    NO_CLUSTER = "no_cluster"
     PAUSED = "paused"
+    BACKOFF = "backoff"
+    SUPPRESSED = "suppressed"
 
 
 @dataclass
@@ -53,8 +63,20 @@ class AlertDecision:
     dag_run_id: str = ""
     target: Target = NO_TARGET
     labels: dict[str, str] = field(default_factory=dict)
+    until: datetime | None = None  # backoff: when it ends
+    root_cause: dict[str, Any] | None = None  # suppressed: the alert (or run) that is the cause
+    cluster: str = ""  # "" in single-cluster mode (kubernaut.clusters)
+    kube_conn_id: str = ""  # the Kubernetes connection a launched run uses
+    fallback_of: str = ""  # a fallback (kubernaut.intake.fallback): the run id it follows
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.fallback_of:
+            extra["fallback_of"] = self.fallback_of
+        if self.until is not None:
+            extra["until"] = self.until.isoformat().replace("+00:00", "Z")
+        if self.root_cause is not None:
+            extra["root_cause"] = self.root_cause
         return {
             "fingerprint": self.fingerprint,
             "alertname": self.alertname,
@@ -64,17 +86,34 @@ class AlertDecision:
             "dag_id": self.dag_id,
             "dag_run_id": self.dag_run_id,
             "target": self.target.as_dict(),
+            "cluster": self.cluster,
+            "kube_conn_id": self.kube_conn_id,
             "reason": self.reason,
+            **extra,
         }
 
 
 class HistoryReader(Protocol):
     """What the checks read (also the route preview, which writes nothing)."""
 
-    def last_run(self, template: str, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def active_runs(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
-    def consecutive_failures(self, alert_name: str, namespace: str, name: str) -> int: ...
-    def recent_launches(self, namespace: str, name: str, since: datetime) -> list[dict[str, Any]]: ...
+    # ``cluster``: multi-cluster only (the same name in two clusters is two targets).
+    def last_run(
+        self, template: str, namespace: str, name: str, *, cluster: str = ""
+    ) -> dict[str, Any] | None: ...
+    def active_runs(self, namespace: str, name: str, *, cluster: str = "") -> list[dict[str, Any]]: ...
+    def consecutive_failures(
+        self, alert_name: str, namespace: str, name: str, *, cluster: str = ""
+    ) -> int: ...
+    def recent_launches(
+        self, namespace: str, name: str, since: datetime, *, cluster: str = ""
+    ) -> list[dict[str, Any]]: ...
+    def recent_runs(
+        self, namespace: str, name: str, since: datetime, *, cluster: str = ""
+    ) -> list[dict[str, Any]]: ...
+    def ineffective_runs(
+        self, alert_name: str, namespace: str, name: str, since: datetime, *, cluster: str = ""
+    ) -> list[dict[str, Any]]: ...
+    def recent_alerts(self, patterns: list[str], since: datetime) -> list[dict[str, Any]]: ...
 
 
 class HistoryPort(HistoryReader, Protocol):
@@ -82,7 +121,9 @@ class HistoryPort(HistoryReader, Protocol):
 
     def ping(self) -> None: ...
     def launch_of(self, dag_id: str, dag_run_id: str) -> dict[str, Any] | None: ...
-    def target_claim(self, namespace: str, name: str) -> contextlib.AbstractContextManager[bool]: ...
+    def target_claim(
+        self, namespace: str, name: str, *, cluster: str = ""
+    ) -> contextlib.AbstractContextManager[bool]: ...
     def insert_decision(self, **fields: Any) -> int: ...
     def settle_launch(self, row_id: int, decision: str, reason: str) -> None: ...
     def take_over_launch(self, row_id: int, reason: str, in_flight_seconds: float) -> bool: ...
@@ -103,16 +144,42 @@ class HistoryFacts:
     active: list[dict[str, Any]]
     launches: list[dict[str, Any]]
     last: dict[str, Any] | None
+    recent_runs: list[dict[str, Any]] = field(default_factory=list)  # backoff
+    ineffective: list[dict[str, Any]] = field(default_factory=list)  # ineffective chain
 
     @classmethod
     def read(
-        cls, history: HistoryReader, alert: Alert, template: str, target: Target, since: datetime
+        cls,
+        history: HistoryReader,
+        alert: Alert,
+        template: str,
+        target: Target,
+        since: datetime,
+        blocking: BlockingConfig | None = None,
+        now: datetime | None = None,
+        cluster: str = "",
     ) -> HistoryFacts:
+        blocking = blocking or BlockingConfig()
+        now = now or datetime.now(UTC)
+        ns, name = target.namespace, target.name
+        chain = blocking.ineffective_chain
+        # A target is (cluster, namespace, name); no keyword at all in single-cluster mode.
+        scope = {"cluster": cluster} if cluster else {}
         return cls(
-            failures=history.consecutive_failures(alert.alertname, target.namespace, target.name),
-            active=history.active_runs(target.namespace, target.name),
-            launches=history.recent_launches(target.namespace, target.name, since),
-            last=history.last_run(template, target.namespace, target.name),
+            failures=history.consecutive_failures(alert.alertname, ns, name, **scope),
+            active=history.active_runs(ns, name, **scope),
+            launches=history.recent_launches(ns, name, since, **scope),
+            last=history.last_run(template, ns, name, **scope),
+            recent_runs=(
+                history.recent_runs(ns, name, now - blocking.backoff.window, **scope)
+                if blocking.backoff.base
+                else []
+            ),
+            ineffective=(
+                history.ineffective_runs(alert.alertname, ns, name, now - chain.window, **scope)
+                if chain.runs
+                else []
+            ),
         )
 
 
@@ -167,13 +234,20 @@ class Decider:
         max_failures: int = DEFAULT_MAX_FAILURES,
         launch_grace: timedelta = DEFAULT_LAUNCH_GRACE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        blocking: BlockingConfig | None = None,
+        clusters: ClusterMap | None = None,
+        suppressor: Suppressor | None = None,
     ) -> None:
         self.router = router
         self.policy = policy
+        self.suppressor = suppressor  # symptom suppression (kubernaut.intake.suppression); None: off
+        self.clusters = clusters or ClusterMap({})  # none: single-cluster mode
+        self.blocking = blocking or BlockingConfig()
         self.history = history
         self.max_failures = max_failures
         self.launch_grace = launch_grace
         self.clock = clock
+        self.choice = ChoiceConfig()  # the learned choice among equally specific templates
 
     def decide(self, alert: Alert) -> AlertDecision:
         """Preview: what the webhook would decide, short of Airflow (paused/duplicate not checked)."""
@@ -182,7 +256,11 @@ class Decider:
             return d
         assert route is not None
         if self.history is not None:
-            facts = HistoryFacts.read(self.history, alert, route.template.name, d.target, self.since(route))
+            route = self.choose(self.history, alert, route, d)
+        if self.suppress(alert, route, d, self.history):
+            return d
+        if self.history is not None:
+            facts = self.facts(self.history, alert, route, d.target, d.cluster)
             if self.judge(alert, route, d, facts):
                 return d
         notes = "dry run: nothing launched"
@@ -191,10 +269,13 @@ class Decider:
         return set_decision(d, Decision.TRIGGERED, f"{route.reason}; would launch {d.dag_run_id} ({notes})")
 
     # -- checks without I/O ---------------------------------------------------------------------
-    def classify(self, alert: Alert) -> tuple[AlertDecision, Route | None]:
-        """resolved, no_template, no_target, protected; else TRIGGERED (pending the I/O checks)."""
-        route = self.router.route(alert.labels)
+    def classify(self, alert: Alert, forced: Route | None = None) -> tuple[AlertDecision, Route | None]:
+        """resolved, no_template, no_target, protected; else TRIGGERED (pending the I/O checks).
+        ``forced``: this route, not the router's (a fallback names its template)."""
+        route = forced if forced is not None else self.router.route(alert.labels)
         target = derive_target(alert.labels)
+        if forced is None and route is not None and len(route.tied()) > 1:  # no history: by priority
+            route = self.ranked(route, alert, target.kind, target.namespace, None)
         d = AlertDecision(
             fingerprint=alert.fingerprint,
             alertname=alert.alertname,
@@ -210,7 +291,13 @@ class Decider:
             return set_decision(d, Decision.RESOLVED, "alert resolved: recorded, never triggers"), route
         if route is None:
             names = self.router.candidates(alert.alertname)
-            if names:
+            if names and informational(alert.labels):
+                why = (
+                    f"informational alert (severity={alert.labels.get('severity')!r}): left alone unless a "
+                    f"template selects it with a `severity` matcher; {', '.join(names)} answer "
+                    f"{alert.alertname} but none selects it"
+                )
+            elif names:
                 why = (
                     f"templates {', '.join(names)} answer {alert.alertname} "
                     "but their label matchers exclude these labels"
@@ -221,6 +308,11 @@ class Decider:
         if target is NO_TARGET:
             why = f"{route.reason}; but no label names the object (pod, deployment, node...)"
             return set_decision(d, Decision.NO_TARGET, why), route
+        cluster = self.clusters.choose(alert.labels, route.template.configuration.kubernetes_conn_id)
+        if isinstance(cluster, NoCluster):  # never sent to another (or the default) cluster
+            d.cluster = cluster.name
+            return set_decision(d, Decision.NO_CLUSTER, f"{route.reason}; but {cluster.reason}"), route
+        d.cluster, d.kube_conn_id = cluster.name, cluster.conn_id
         if target.namespace and target.namespace in self.policy.protected_namespaces:
             why = f"namespace {target.namespace!r} is protected by policy"
             return set_decision(d, Decision.PROTECTED, why), route
@@ -230,21 +322,88 @@ class Decider:
         d.reason = route.reason
         return d, route
 
+    # -- the learned choice among equally specific templates (kubernaut.intake.choice) -----------
+    def ranked(self, route: Route, alert: Alert, kind: str, namespace: str, history: object | None) -> Route:
+        """``route`` with the template the learned choice puts first among the tied ones, its
+        reason naming the figures; ``history`` None: ranked by priority."""
+        tied = route.tied()
+        if len(tied) < 2:
+            return route
+        evidence = None
+        if history is not None:
+            since = self.clock() - self.choice.window
+            evidence = template_outcomes(history, alert.alertname, kind, [t.name for t in tied], since)
+        ranking = rank(
+            [Candidate(t.name, route.specificity, t.priority) for t in tied],
+            evidence,
+            namespace=namespace,
+            seed=occurrence_seed(self.choice.seed, alert.fingerprint, alert.startsAt),
+            prior_strength=self.choice.prior_strength,
+            namespace_runs=self.choice.namespace_runs,
+        )
+        chosen = next(t for t in tied if t.name == ranking[0].name)
+        reason = f"template {chosen.name!r} answers {alert.alertname}; {explain(ranking)}"
+        less = [f"{t.name!r} ({s} matchers)" for s, t in route.alternatives if s < route.specificity]
+        if less:
+            reason += f"; more specific ({route.specificity} matchers) than {', '.join(less)}"
+        return Route(chosen, route.specificity, reason, route.alternatives)
+
+    def choose(self, history: object | None, alert: Alert, route: Route, d: AlertDecision) -> Route:
+        """The learned choice with the history's figures; ``d`` follows the chosen template."""
+        if len(route.tied()) < 2:
+            return route
+        chosen = self.ranked(route, alert, d.target.kind, d.target.namespace, history)
+        d.template, d.dag_id, d.reason = chosen.template.name, chosen.template.dag_id, chosen.reason
+        return chosen
+
     # -- checks against the history's facts ------------------------------------------------------
     def since(self, route: Route) -> datetime:
         """How far back launches matter: the cooldown, or the grace for a launch to show up as a run."""
         return self.clock() - max(route.template.configuration.cooldown, self.launch_grace)
 
+    def facts(
+        self, history: HistoryReader, alert: Alert, route: Route, target: Target, cluster: str = ""
+    ) -> HistoryFacts:
+        return HistoryFacts.read(
+            history,
+            alert,
+            route.template.name,
+            target,
+            self.since(route),
+            self.blocking,
+            self.clock(),
+            cluster=cluster,
+        )
+
+    def suppress(self, alert: Alert, route: Route, d: AlertDecision, history: HistoryReader | None) -> bool:
+        """``suppressed`` when the alert is a symptom of an active node alert or of an owner
+        being remediated (blocking I/O: the cluster, Alertmanager; run it off the event loop)."""
+        if self.suppressor is None:
+            return False
+        conn_id = d.kube_conn_id or route.template.configuration.kubernetes_conn_id
+        found = self.suppressor.judge(alert, d.target, conn_id, history, d.cluster)
+        if found is None:
+            return False
+        set_decision(d, Decision.SUPPRESSED, found[0])
+        d.root_cause = found[1]
+        return True
+
     def judge(self, alert: Alert, route: Route, d: AlertDecision, facts: HistoryFacts) -> bool:
-        """blocked -> busy -> cooldown; True (and ``d`` set) when one applies."""
+        """blocked -> ineffective chain (blocked) -> busy -> cooldown -> backoff; True (and
+        ``d`` set) when one applies."""
         target, template, now = d.target, route.template, self.clock()
         if facts.failures >= self.max_failures:
             set_decision(
                 d,
                 Decision.BLOCKED,
                 f"{facts.failures} consecutive failed remediations of {alert.alertname} on {target} "
-                f"(limit {self.max_failures}): a human must look; a successful run clears this",
+                f"(limit {self.max_failures}): a human must look; a successful run or "
+                f"`kubernaut unblock {target_arg(str(target))}` clears this",
             )
+            return True
+        chain = chain_block(facts.ineffective, self.blocking.ineffective_chain, alert.alertname, str(target))
+        if chain is not None:
+            set_decision(d, Decision.BLOCKED, chain)
             return True
         cooldown = template.configuration.cooldown
         pending = [
@@ -269,6 +428,14 @@ class Decider:
                 f"{cooldown} has {int(left.total_seconds())}s left",
             )
             return True
+        # A fallback is the next remedy for the same occurrence (once), not a repeat run:
+        # backoff spaces repeats; the other blocks apply to it as to any run.
+        repeats = [] if d.fallback_of else facts.recent_runs
+        backoff = backoff_of(repeats, now, self.blocking.backoff, str(target))
+        if backoff is not None:
+            set_decision(d, Decision.BACKOFF, backoff.reason)
+            d.until = backoff.until
+            return True
         return False
 
 
@@ -290,4 +457,5 @@ def decision_fields(d: AlertDecision, decision: str | None = None) -> dict[str, 
         "dag_run_id": d.dag_run_id,
         "target": d.target.as_dict(),
         "labels": d.labels,
+        "cluster": d.cluster,
     }

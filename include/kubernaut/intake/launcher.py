@@ -38,13 +38,15 @@ from kubernaut.intake.decisions import (
     AlertDecision,
     Decider,
     Decision,
-    HistoryFacts,
     HistoryPort,
+    dag_run_id,
     decision_fields,
     set_decision,
 )
+from kubernaut.intake.evidence import FALLBACK_MARK
 from kubernaut.intake.payload import Alert
 from kubernaut.intake.routing import Route
+from kubernaut.templates import Template
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,7 +65,12 @@ class InFlight:
     POST not yet answered): another alert for such a target is ``busy`` without the claim."""
 
     runs: dict[str, asyncio.Future[AlertDecision]] = field(default_factory=dict)
-    targets: dict[tuple[str, str], str] = field(default_factory=dict)
+    targets: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (cluster, namespace, name)
+
+
+def fallback_run_id(occurrence_run_id: str, template: str) -> str:
+    """A fallback's run id: distinct from the occurrence's own, the same on every attempt."""
+    return f"{occurrence_run_id}{FALLBACK_MARK}{template}"
 
 
 class HistoryRunner(Protocol):
@@ -118,6 +125,20 @@ class Launcher:
             if self.inflight.runs.get(d.dag_run_id) is future:
                 del self.inflight.runs[d.dag_run_id]
 
+    async def fallback(self, alert: Alert, template: Template, of_run: str, why: str) -> AlertDecision:
+        """Launch ``template`` for the alert occurrence that run ``of_run`` answered (a fallback,
+        kubernaut.intake.fallback): its own deterministic run id, so at most once; the same
+        checks as any alert (protected, duplicate, paused, suppressed, blocked, busy,
+        cooldown), except backoff, which spaces repeat runs."""
+        forced = Route(template, 0, f"fallback of run {of_run} ({why}): template {template.name!r}")
+        d, route = self.decider.classify(alert, forced)
+        d.fallback_of = of_run
+        d.dag_run_id = fallback_run_id(dag_run_id(alert), template.name)
+        if d.decision is not Decision.TRIGGERED or route is None:
+            await self._record(d)
+            return d
+        return await self._decide(alert, route, d)
+
     async def _follow(self, leader: asyncio.Future[AlertDecision], d: AlertDecision) -> AlertDecision | None:
         """Another delivery of this occurrence is being decided in this process: its answer,
         recorded for this delivery too (None: it failed or took too long; decide on our own)."""
@@ -138,7 +159,14 @@ class Launcher:
         return d
 
     async def _decide(self, alert: Alert, route: Route, d: AlertDecision) -> AlertDecision:
-        launching = self.inflight.targets.get((d.target.namespace, d.target.name))
+        launching = self.inflight.targets.get((d.cluster, d.target.namespace, d.target.name))
+        if len(route.tied()) > 1:  # the learned choice (the history's figures) and earlier launches
+            tied = route
+
+            def choose(h: HistoryPort) -> Route:
+                return self._choose(h, alert, tied, d)
+
+            route = await self.history(choose)
         record = await self.history(lambda h: self._known_launch(h, d, launching))
         if d.decision is not Decision.TRIGGERED:
             return d
@@ -155,10 +183,27 @@ class Launcher:
             set_decision(d, Decision.PAUSED, f"DAG {d.dag_id} is paused in Airflow; unpause it to remediate")
             await self._record(d)
             return d
+        if self.decider.suppressor is not None:  # the cluster and Alertmanager: on the pool, no lock held
+            if await self.history(lambda h: self.decider.suppress(alert, route, d, h)):
+                await self._record(d)
+                return d
         row_id = await self.history(lambda h: self._claim(h, alert, route, d))
         if row_id is None:
             return d
         return await self._launch(alert, route, d, row_id, retaken=False)
+
+    def _choose(self, history: HistoryPort, alert: Alert, route: Route, d: AlertDecision) -> Route:
+        """Several templates answer: the one an earlier delivery of this occurrence launched, if
+        any (the figures may have changed since: never a second run for one occurrence); else
+        the learned choice among the equally specific ones (kubernaut.intake.choice)."""
+        if not d.fallback_of:
+            for specificity, template in route.alternatives:
+                if history.launch_of(template.dag_id, d.dag_run_id) is not None:
+                    d.template, d.dag_id = template.name, template.dag_id
+                    why = f"template {template.name!r} was chosen for this alert occurrence before"
+                    return Route(template, specificity, why, route.alternatives)
+            return self.decider.choose(history, alert, route, d)
+        return route
 
     def _known_launch(
         self, history: HistoryPort, d: AlertDecision, launching: str | None
@@ -186,7 +231,8 @@ class Launcher:
         """In the target's claim (a worker thread): the row id of the new ``triggering`` record,
         or None with ``d`` decided and recorded."""
         target = d.target
-        with history.target_claim(target.namespace, target.name) as acquired:
+        scope = {"cluster": d.cluster} if d.cluster else {}  # the same name in two clusters: two targets
+        with history.target_claim(target.namespace, target.name, **scope) as acquired:
             if not acquired:
                 why = f"another alert for {target} is being decided right now; it may launch a run"
                 set_decision(d, Decision.BUSY, why)
@@ -194,8 +240,7 @@ class Launcher:
                 why = f"run {d.dag_run_id} already launched for this alert occurrence ({record['decision']})"
                 set_decision(d, Decision.DUPLICATE, why)
             else:
-                since = self.decider.since(route)
-                facts = HistoryFacts.read(history, alert, route.template.name, target, since)
+                facts = self.decider.facts(history, alert, route, target, d.cluster)
                 if not self.decider.judge(alert, route, d, facts):
                     d.reason = f"{route.reason}; launching run {d.dag_run_id} for {target}"
                     return history.insert_decision(**decision_fields(d, TRIGGERING))
@@ -207,7 +252,7 @@ class Launcher:
     ) -> AlertDecision:
         """POST the run and settle its record; shielded: a dropped connection must not leave the
         record ``triggering`` while the run is created."""
-        key = (d.target.namespace, d.target.name)
+        key = (d.cluster, d.target.namespace, d.target.name)
         self.inflight.targets[key] = d.dag_run_id
         try:
             with anyio.CancelScope(shield=True):
@@ -222,7 +267,12 @@ class Launcher:
     ) -> AlertDecision:
         target, run = d.target, d.dag_run_id
         try:
-            outcome = await self.airflow.trigger(route.template.dag_id, run, {"alert": alert.to_conf()})
+            conf: dict[str, Any] = {"alert": alert.to_conf()}
+            if d.cluster:  # multi-cluster: every task of the run uses this (kubernaut.clusters)
+                conf["cluster"] = {"name": d.cluster, "conn_id": d.kube_conn_id}
+            if d.fallback_of:
+                conf["fallback_of"] = d.fallback_of
+            outcome = await self.airflow.trigger(route.template.dag_id, run, conf)
         except AirflowUnavailable as exc:
             if not exc.uncertain:
                 await self._settle(row_id, LAUNCH_FAILED, f"Airflow did not create run {run}: {exc}")

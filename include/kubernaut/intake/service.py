@@ -18,6 +18,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from kubernaut.clusters import ClusterMap
 from kubernaut.config import KubernautConfig, load_config
 from kubernaut.intake.airflow_client import AirflowGateway, AirflowSettings
 from kubernaut.intake.decisions import AirflowPort, AlertDecision, Decider, HistoryPort
@@ -26,6 +27,14 @@ from kubernaut.intake.launcher import InFlight, Launcher
 from kubernaut.intake.payload import WebhookPayload
 from kubernaut.intake.routing import Router
 from kubernaut.intake.settings import IntakeSettings
+from kubernaut.intake.suppression import (
+    AlertSource,
+    CachedLookups,
+    CachedSource,
+    ClusterLookup,
+    Suppressor,
+    alertmanager_source,
+)
 from kubernaut.templates import load_templates
 from kubernaut.templates.loader import template_files
 
@@ -108,8 +117,15 @@ class IntakeService:
         history_factory: Callable[[], HistoryPort] | None = None,
         airflow: AirflowPort | None = None,
         config: KubernautConfig | None = None,
+        cluster: Callable[[str], ClusterLookup | None] | None = None,
+        alertmanager: AlertSource | None = None,
     ) -> None:
         self.settings = settings
+        # Symptom suppression's sources (kubernaut.intake.suppression): the cluster through the
+        # template's Kubernetes connection, Alertmanager through config.alertmanager_conn_id.
+        self._cluster = cluster or CachedLookups()
+        self._alertmanager = alertmanager
+        self._alertmanager_sources: dict[str, AlertSource] = {}
         self.templates = TemplateCache(settings.templates_dir)
         self.history = HistoryPool(
             history_factory or (lambda: IntakeHistory(settings.history_conn_id)), settings.db_threads
@@ -150,11 +166,33 @@ class IntakeService:
         await airflow.warm()
         await self.history(lambda h: h.ping())
 
+    def _alertmanager_source(self, config: KubernautConfig) -> AlertSource:
+        if self._alertmanager is not None:
+            return self._alertmanager
+        conn_id = config.alertmanager_conn_id
+        if conn_id not in self._alertmanager_sources:
+            self._alertmanager_sources[conn_id] = CachedSource(alertmanager_source(conn_id))
+        return self._alertmanager_sources[conn_id]
+
     async def decide_all(self, payload: WebhookPayload, on_decision: Callable[[AlertDecision], None]) -> None:
         """Decide each alert in order; ``on_decision`` sees each result as soon as it is made
         (so a 503 half-way still reports what was already launched)."""
         airflow, config, router = await self._current()
-        decider = Decider(router, config.policy, max_failures=self.settings.max_failures)
+        decider = Decider(
+            router,
+            config.policy,
+            max_failures=self.settings.max_failures,
+            clusters=ClusterMap.from_config(config),
+        )
+        decider.blocking = config.blocking
+        decider.choice = config.choice
+        if config.suppression.enabled:
+            decider.suppressor = Suppressor(
+                config.suppression,
+                payload=list(payload.alerts),
+                alertmanager=self._alertmanager_source(config),
+                cluster=self._cluster,
+            )
         launcher = Launcher(decider, self.history, airflow, inflight=self._inflight_here())
         for alert in payload.alerts:
             on_decision(await launcher.decide(alert))

@@ -35,8 +35,40 @@ KINDS: dict[str, KindApi] = {
     "NetworkPolicy": KindApi(client.NetworkingV1Api, "namespaced_network_policy"),
     "CronJob": KindApi(client.BatchV1Api, "namespaced_cron_job"),
     "Job": KindApi(client.BatchV1Api, "namespaced_job"),
+    "ResourceQuota": KindApi(client.CoreV1Api, "namespaced_resource_quota"),
     "StorageClass": KindApi(client.StorageV1Api, "storage_class", namespaced=False),
+    "RoleBinding": KindApi(client.RbacAuthorizationV1Api, "namespaced_role_binding"),
+    "ClusterRoleBinding": KindApi(client.RbacAuthorizationV1Api, "cluster_role_binding", namespaced=False),
 }
+
+
+@dataclass(frozen=True)
+class CustomKind:
+    """A custom resource (served once its CRD is installed), read through CustomObjectsApi."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+
+CUSTOM_KINDS: dict[str, CustomKind] = {
+    "MachineDeployment": CustomKind("cluster.x-k8s.io", "v1beta1", "machinedeployments"),
+    "MachineSet": CustomKind("cluster.x-k8s.io", "v1beta1", "machinesets"),
+    "Machine": CustomKind("cluster.x-k8s.io", "v1beta1", "machines"),
+    "Certificate": CustomKind("cert-manager.io", "v1", "certificates"),
+}
+
+
+def _custom_args(kind: CustomKind, namespace: str | None, name: str) -> tuple[str, ...]:
+    if kind.namespaced:
+        return (kind.group, kind.version, namespace or "default", kind.plural, name)
+    return (kind.group, kind.version, kind.plural, name)
+
+
+def _custom_call(api_client: client.ApiClient, verb: str, kind: CustomKind) -> Any:
+    scope = "namespaced_custom_object" if kind.namespaced else "cluster_custom_object"
+    return getattr(client.CustomObjectsApi(api_client), f"{verb}_{scope}")
 
 
 def describe(kind: str, namespace: str | None, name: str) -> str:
@@ -49,6 +81,12 @@ def _args(kind: KindApi, namespace: str | None, name: str) -> tuple[str, ...]:
 
 def read_object(api_client: client.ApiClient, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
     """The object as the API serves it (camelCase JSON); NotFound when it does not exist."""
+    if kind in CUSTOM_KINDS:
+        custom = CUSTOM_KINDS[kind]
+        with api_errors(describe(kind, namespace, name)):
+            get = _custom_call(api_client, "get", custom)
+            found: dict[str, Any] = get(*_custom_args(custom, namespace, name))
+        return found
     spec = KINDS[kind]
     api = spec.api(api_client)
     with api_errors(describe(kind, namespace, name)):
@@ -75,6 +113,13 @@ def patch_object(
     content_type: str,
     extra: dict[str, str],
 ) -> dict[str, Any]:
+    if kind in CUSTOM_KINDS:
+        custom = CUSTOM_KINDS[kind]
+        with api_errors(describe(kind, namespace, name)):
+            patched: dict[str, Any] = _custom_call(api_client, "patch", custom)(
+                *_custom_args(custom, namespace, name), body, _content_type=content_type, **extra
+            )
+        return patched
     spec = KINDS[kind]
     api = spec.api(api_client)
     with api_errors(describe(kind, namespace, name)):

@@ -130,6 +130,7 @@ for _kind in (
     "Event",
     "PersistentVolume",
     "ControllerRevision",
+    "ResourceQuota",
     "NetworkPolicy",
     "StorageClass",
     "Scale",

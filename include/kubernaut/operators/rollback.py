@@ -22,11 +22,13 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from kubernaut.actions.base import ActionContext
 from kubernaut.actions.registry import registry
 from kubernaut.operators.approval import approval_gates, rejected_gates
+from kubernaut.operators.resolved import recorded as resolved_outcome
 from kubernaut.operators.run_context import RunContext
 from kubernaut.operators.runner import StepSpec, render_context
 from kubernaut.rollback import RollbackReport, rollback_run
 
 ROLLBACK_TASK, FINALIZE_TASK = "rollback", "finalize"
+GREEN_OUTCOMES = ("success", "not_needed")  # a run ends green only as one of these
 # A task that ended in one of these did not do what the run meant it to do.
 FAILED_STATES = ("failed", "upstream_failed")
 
@@ -97,8 +99,7 @@ def _run_rollback(context: Any, run: RunContext, log: Any) -> RollbackReport | N
         log.error("kubernaut: cannot roll back: no history database to read the undo journal from")
         return None
     specs: dict[str, StepSpec] = {n: op.spec for n, op in _step_operators(context["dag"]).items()}
-    any_spec = next(iter(specs.values()), None)
-    conn_id = any_spec.kube_conn_id if any_spec else "kubernetes_default"
+    conn_id = run.kube_conn_id  # the run's cluster: undo goes where the steps made the changes
 
     def make_context() -> ActionContext:
         return ActionContext(timeout=300.0, kube_conn_id=conn_id, logger=log, _config=run.config)
@@ -184,10 +185,13 @@ class KubernautRollbackOperator(BaseOperator):
         return result
 
 
-def outcome_of(state: RunState, rollback_state: str, journal: list[str] | None) -> str:
-    """The run's outcome from its task states and, when known, its undo-journal statuses."""
+def outcome_of(
+    state: RunState, rollback_state: str, journal: list[str] | None, *, not_needed: bool = False
+) -> str:
+    """The run's outcome from its task states and, when known, its undo-journal statuses.
+    ``not_needed``: the run's alert had resolved before its first change (operators.resolved)."""
     if not state.failed and not state.rejected:
-        return "success"
+        return "not_needed" if not_needed else "success"
     undo = journal or []
     if rollback_state not in ("success", "skipped") or "failed" in undo:
         return "rollback_failed"
@@ -199,11 +203,14 @@ def outcome_of(state: RunState, rollback_state: str, journal: list[str] | None) 
 
 
 class KubernautFinalizeOperator(BaseOperator):
-    """Record how the run ended; fail the run unless it is a success."""
+    """Record how the run ended; start its effectiveness assessment (a run of the assessment
+    DAG, ``kubernaut.operators.assess``; ``assessment``: the template's ``effectiveness``);
+    fail the run unless it is a success."""
 
-    def __init__(self, *, template: str, **kwargs: Any) -> None:
+    def __init__(self, *, template: str, assessment: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.template = template
+        self.assessment = dict(assessment or {})
 
     def execute(self, context: Any) -> dict[str, Any]:
         state = RunState.read(context)
@@ -212,9 +219,12 @@ class KubernautFinalizeOperator(BaseOperator):
         journal = None
         if run.history is not None and run.run_id is not None:
             journal = [e.undo_status for e in run.history.journal(run.run_id)]
-        status = outcome_of(state, rollback_state, journal)
+        resolved = resolved_outcome(run)
+        status = outcome_of(state, rollback_state, journal, not_needed=resolved is not None)
         reasons = [f"{t} {state.states[t]}" for t in state.failed] + [f"{g} rejected" for g in state.rejected]
         detail = ", ".join(reasons)
+        if status == "not_needed" and resolved is not None:
+            detail = str(resolved["detail"].get("reason", "the alert resolved before the first change"))
         if status in ("partially_rolled_back", "rollback_failed"):
             detail += "; not every change could be undone: a human must look"
         if run.history is not None and run.run_id is not None:
@@ -225,6 +235,15 @@ class KubernautFinalizeOperator(BaseOperator):
                 status,
                 {"steps": state.states, "rollback": rollback_state, "rejected": state.rejected},
             )
-        if status != "success":
+        # The run ends here; its assessment waits in a run of its own (once, retry safe).
+        from kubernaut.operators.assess import request_assessment
+
+        request_assessment(context, run, self.template, status, self.assessment, logger=self.log)
+        if status == "rolled_back" and not run.conf.get("dry_run"):
+            # The next remedy for the same alert occurrence, once, or a person (docs/choice.md).
+            from kubernaut.intake.fallback import after_run
+
+            after_run(run, context["dag_run"].run_id, self.template, status, logger=self.log)
+        if status not in GREEN_OUTCOMES:
             raise AirflowFailException(f"remediation {status}: {detail}")
         return {"status": status, "steps": state.states}

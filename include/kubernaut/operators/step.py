@@ -6,6 +6,7 @@ process exits and frees its worker slot, the triggerer runs the wait (``StepWait
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from kubernaut.actions.base import PreconditionFailed
 from kubernaut.operators.approval import approval_gates, rejected_gates
 from kubernaut.operators.recorder import HistoryRecorder, NullRecorder, StepRecorder
+from kubernaut.operators.resolved import not_needed
 from kubernaut.operators.run_context import RunContext
 from kubernaut.operators.runner import StepInputError, StepOutcome, StepSpec, resume_step, run_step
 
@@ -52,7 +54,12 @@ class KubernautStepOperator(BaseOperator):
             if rejected:
                 # A person declined the remediation: nothing after that answer changes anything.
                 raise AirflowSkipException(f"{self.spec.name}: run declined ({', '.join(rejected)} rejected)")
-        run = RunContext.open(context, self.spec.template, self.spec.dry_run)
+        run = RunContext.open(context, self.spec.template, self.spec.dry_run, self.spec.kube_conn_id)
+        spec = self._spec_for(run)
+        # Already resolved: before the run's first change, is its alert still firing? (resolved.py)
+        resolved = not_needed(run, spec, self.log)
+        if resolved:
+            raise AirflowSkipException(f"{self.spec.name}: {resolved}")
         conf = run.conf
         recorder = self._recorder(run)
         try:
@@ -69,7 +76,7 @@ class KubernautStepOperator(BaseOperator):
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout else 3600.0
         try:
             outcome = run_step(
-                self.spec,
+                spec,
                 conf=conf,
                 params=params,
                 steps=steps,
@@ -86,25 +93,32 @@ class KubernautStepOperator(BaseOperator):
         if outcome.skipped:
             raise AirflowSkipException(f"{self.spec.name}: {outcome.reason}")
         if outcome.pending:
-            self._defer_wait(outcome)
+            self._defer_wait(outcome, spec.kube_conn_id)
         return outcome.record
 
-    def _defer_wait(self, outcome: StepOutcome) -> None:
+    def _spec_for(self, run: RunContext) -> StepSpec:
+        """The step as this run runs it: on the run's cluster (kubernaut.clusters)."""
+        if run.kube_conn_id == self.spec.kube_conn_id:
+            return self.spec
+        return dataclasses.replace(self.spec, kube_conn_id=run.kube_conn_id)
+
+    def _defer_wait(self, outcome: StepOutcome, kube_conn_id: str) -> None:
         from kubernaut.triggers.wait import StepWaitTrigger
 
         assert outcome.wait is not None
+        # The triggerer gets the run's connection with the wait (StepWaitTrigger.serialize).
         trigger = StepWaitTrigger(
-            wait=outcome.wait.to_dict(), kube_conn_id=self.spec.kube_conn_id, resume=outcome.resume
+            wait=outcome.wait.to_dict(), kube_conn_id=kube_conn_id, resume=outcome.resume
         )
         timeout = timedelta(seconds=outcome.wait.remaining()) + DEFER_GRACE
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """The wait ended in the triggerer: judge its outcome, verify and record the step."""
-        run = RunContext.open(context, self.spec.template, self.spec.dry_run)
+        run = RunContext.open(context, self.spec.template, self.spec.dry_run, self.spec.kube_conn_id)
         try:
             outcome = resume_step(
-                self.spec,
+                self._spec_for(run),
                 event or {},
                 conf=run.conf,
                 logger=self.log,

@@ -220,9 +220,11 @@ class SandboxCluster:
         daemonset: str | None = None,
         memory: str | None = None,
         container: str | None = None,
+        image: str | None = None,
     ) -> dict[str, Any]:
-        """Inject a fault (`crashloop`, `oom`, `unready`) into a workload's pods; see `faults.py`
-        (`memory`, `container`: what the oom fault's container needs, and which one)."""
+        """Inject a fault (`crashloop`, `oom`, `unready`, `image-pull`) into a workload's pods;
+        see `faults.py` (`memory`, `container`: what the oom fault's container needs, and which
+        one; `image`: what the image-pull fault rolls out)."""
         kind, name = next(
             (
                 (k, n)
@@ -239,7 +241,7 @@ class SandboxCluster:
             raise ValueError("A deployment, statefulset or daemonset name is required.")
         return self.call(
             lambda: self.emulator.inject_fault(
-                type_, namespace, name, kind, memory=memory, container=container
+                type_, namespace, name, kind, memory=memory, container=container, image=image
             )
         )
 

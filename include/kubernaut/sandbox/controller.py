@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernaut.sandbox import batch, capi, certmanager, nodedisk, quota, sets
 from kubernaut.sandbox.disruption import compute_budget, is_pod_ready
+from kubernaut.sandbox.errors import ApiError
 from kubernaut.sandbox.faults import FaultBook
 from kubernaut.sandbox.logs import LogBook
 from kubernaut.sandbox.resources import ResourceSpec, resolve
@@ -36,6 +38,7 @@ DEPLOYMENTS, REPLICASETS = resolve("deployments"), resolve("replicasets")
 STATEFULSETS, DAEMONSETS, JOBS = resolve("statefulsets"), resolve("daemonsets"), resolve("jobs")
 PDBS, SERVICES, ENDPOINTS = resolve("poddisruptionbudgets"), resolve("services"), resolve("endpoints")
 EVENTS, SERVICEACCOUNTS = resolve("events"), resolve("serviceaccounts")
+CRONJOBS = resolve("cronjobs")
 
 
 def template_hash(template: dict[str, Any]) -> str:
@@ -106,6 +109,7 @@ class PodRuntime:
     last_crash: float = 0.0
     crashed_once: bool = False
     unready_logged: bool = False
+    image_pull_failed: float | None = None  # when the kubelet first failed to pull an image
 
 
 class Controller:
@@ -132,6 +136,8 @@ class Controller:
         self.tick = tick
         self._runtime: dict[str, PodRuntime] = {}
         self._ip_counter = 10
+        # Deployment uid -> (what its rollout had reached, when it last got further)
+        self._progress: dict[str, tuple[tuple[Any, ...], float]] = {}
 
     async def run(self) -> None:
         while True:
@@ -153,6 +159,8 @@ class Controller:
             self._statefulset(statefulset)
         for daemonset in self.store.list(DAEMONSETS):
             self._daemonset(daemonset)
+        for cronjob in self.store.list(CRONJOBS):
+            batch.reconcile_cronjob(self, cronjob)
         for job in self.store.list(JOBS):
             self._job(job)
         self._capture_faults()
@@ -167,6 +175,10 @@ class Controller:
         self._endpoints()
         reconcile_claims(self.store, self._set_status)
         reconcile_snapshots(self.store, self._set_status)
+        quota.reconcile_quotas(self.store, self._set_status)
+        capi.reconcile(self)
+        certmanager.reconcile(self)
+        nodedisk.reconcile(self)
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -462,20 +474,46 @@ class Controller:
                     old_conditions,
                     True,
                 ),
-                condition(
-                    "Progressing",
-                    True,
-                    "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
-                    f'ReplicaSet "{rs_name}" has successfully progressed.'
-                    if complete
-                    else f'ReplicaSet "{rs_name}" is progressing.',
-                    old_conditions,
-                    True,
-                ),
+                self._progressing(deployment, rs_name, complete, (rs_name, updated, ready, available)),
             ],
         }
         status = {k: v for k, v in status.items() if v != 0 or k in ("observedGeneration", "replicas")}
         self._set_status(DEPLOYMENTS, deployment, status)
+
+    def _progressing(
+        self, deployment: dict[str, Any], rs_name: str, complete: bool, reached: tuple[Any, ...]
+    ) -> dict[str, Any]:
+        """The Progressing condition: False with ProgressDeadlineExceeded once an incomplete,
+        unpaused rollout has not got further for ``progressDeadlineSeconds`` (default 600)."""
+        old = (deployment.get("status") or {}).get("conditions")
+        uid, now = deployment["metadata"]["uid"], time.monotonic()
+        last = self._progress.get(uid)
+        if last is None or last[0] != reached:
+            self._progress[uid] = last = (reached, now)
+        deadline = float(deployment["spec"].get("progressDeadlineSeconds", 600))
+        if complete:
+            return condition(
+                "Progressing",
+                True,
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+                old,
+                True,
+            )
+        if deployment["spec"].get("paused"):
+            self._progress[uid] = (reached, now)  # a paused rollout is not timed
+        elif now - last[1] > deadline:
+            return condition(
+                "Progressing",
+                False,
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.',
+                old,
+                True,
+            )
+        return condition(
+            "Progressing", True, "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.', old, True
+        )
 
     # --- replicasets & pods ---------------------------------------------------------------------
 
@@ -490,6 +528,8 @@ class Controller:
                 replicaset["spec"].get("template") or {},
                 f"{replicaset['metadata']['name']}-{random_suffix()}",
             )
+            if pod is None:
+                break
             self.event(replicaset, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}")
         if len(pods) > desired:
             # The real controller prefers deleting unscheduled, then not-ready, then the youngest pods.
@@ -524,7 +564,7 @@ class Controller:
         name: str,
         extra_labels: dict[str, str] | None = None,
         node_name: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         metadata = copy.deepcopy(template.get("metadata") or {})
         metadata["labels"] = {**(metadata.get("labels") or {}), **(extra_labels or {})}
         metadata.update(name=name, ownerReferences=[owner_ref(owner)])
@@ -532,7 +572,14 @@ class Controller:
         spec = copy.deepcopy(template.get("spec") or {})
         if node_name:
             spec["nodeName"] = node_name
-        return self.store.create(PODS, {"metadata": metadata, "spec": spec}, owner["metadata"]["namespace"])
+        try:
+            namespace = owner["metadata"]["namespace"]
+            return self.store.create(PODS, {"metadata": metadata, "spec": spec}, namespace)
+        except ApiError as exc:  # refused by admission (a ResourceQuota): the owner says so and retries
+            if exc.status != 403:
+                raise
+            self.event(owner, "FailedCreate", f"Error creating: {exc.message}", "Warning")
+            return None
 
     def _workload_of(self, pod: dict[str, Any]) -> tuple[str, str] | None:
         """The (kind, name) of the workload that ultimately owns the pod, for fault targeting."""
@@ -573,157 +620,13 @@ class Controller:
     # --- statefulsets, daemonsets, jobs ---------------------------------------------------------
 
     def _statefulset(self, statefulset: dict[str, Any]) -> None:
-        if statefulset["metadata"].get("deletionTimestamp"):
-            return
-        name = statefulset["metadata"]["name"]
-        desired = int(statefulset["spec"].get("replicas", 1))
-        template = statefulset["spec"].get("template") or {}
-        revision = f"{name}-{template_hash(template)}"
-        pods = {p["metadata"]["name"]: p for p in self._owned(PODS, statefulset)}
-        parallel = statefulset["spec"].get("podManagementPolicy") == "Parallel"
-        for ordinal in range(desired):
-            pod_name = f"{name}-{ordinal}"
-            if pod_name not in pods:
-                self._create_pod(
-                    statefulset,
-                    template,
-                    pod_name,
-                    {
-                        "controller-revision-hash": revision,
-                        "statefulset.kubernetes.io/pod-name": pod_name,
-                        "apps.kubernetes.io/pod-index": str(ordinal),
-                    },
-                )
-                self.event(
-                    statefulset, "SuccessfulCreate", f"create Pod {pod_name} in StatefulSet {name} successful"
-                )
-                if not parallel:
-                    break  # OrderedReady: one pod at a time
-            elif not parallel and not is_pod_ready(pods[pod_name]):
-                break
-        live = sorted(pods.values(), key=lambda p: int(p["metadata"]["name"].rsplit("-", 1)[1]), reverse=True)
-        all_ready = all(is_pod_ready(p) for p in live)
-        for pod in live:
-            if int(pod["metadata"]["name"].rsplit("-", 1)[1]) >= desired:
-                self._delete(PODS, pod)
-                return
-        # Rolling update: replace the highest-ordinal outdated pod once everything is ready.
-        outdated = [p for p in live if p["metadata"]["labels"].get("controller-revision-hash") != revision]
-        if outdated and all_ready and len(live) == desired:
-            self._delete(PODS, outdated[0])
-        pods_now = self._owned(PODS, statefulset)
-        ready = sum(1 for p in pods_now if is_pod_ready(p))
-        updated = sum(
-            1 for p in pods_now if p["metadata"]["labels"].get("controller-revision-hash") == revision
-        )
-        old_status = statefulset.get("status") or {}
-        current_revision = (
-            revision if updated == len(pods_now) == desired else old_status.get("currentRevision", revision)
-        )
-        self._set_status(
-            STATEFULSETS,
-            statefulset,
-            {
-                "observedGeneration": statefulset["metadata"].get("generation", 1),
-                "replicas": len(pods_now),
-                "readyReplicas": ready,
-                "availableReplicas": ready,
-                "currentReplicas": len(pods_now) - (0 if current_revision == revision else updated),
-                "updatedReplicas": updated,
-                "currentRevision": current_revision,
-                "updateRevision": revision,
-                "collisionCount": 0,
-            },
-        )
+        sets.reconcile_statefulset(self, statefulset)
 
     def _daemonset(self, daemonset: dict[str, Any]) -> None:
-        if daemonset["metadata"].get("deletionTimestamp"):
-            return
-        template = daemonset["spec"].get("template") or {}
-        pod_hash = template_hash(template)
-        nodes = [n["metadata"]["name"] for n in self.store.list(NODES)]
-        pods = self._owned(PODS, daemonset)
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        for pod in pods:
-            by_node.setdefault(pod["spec"].get("nodeName", ""), []).append(pod)
-        for node in nodes:  # DaemonSet pods tolerate cordoned nodes, as in the real cluster
-            if node not in by_node:
-                self._create_pod(
-                    daemonset,
-                    template,
-                    f"{daemonset['metadata']['name']}-{random_suffix()}",
-                    {"controller-revision-hash": pod_hash},
-                    node_name=node,
-                )
-        for node, node_pods in by_node.items():
-            for extra in node_pods[1:] if node in nodes else node_pods:
-                self._delete(PODS, extra)
-        outdated = [p for p in pods if p["metadata"]["labels"].get("controller-revision-hash") != pod_hash]
-        if outdated and all(is_pod_ready(p) for p in pods):
-            self._delete(PODS, outdated[0])  # maxUnavailable=1
-        pods = self._owned(PODS, daemonset)
-        ready = sum(1 for p in pods if is_pod_ready(p))
-        updated = sum(1 for p in pods if p["metadata"]["labels"].get("controller-revision-hash") == pod_hash)
-        self._set_status(
-            DAEMONSETS,
-            daemonset,
-            {
-                "observedGeneration": daemonset["metadata"].get("generation", 1),
-                "desiredNumberScheduled": len(nodes),
-                "currentNumberScheduled": len(pods),
-                "numberReady": ready,
-                "numberAvailable": ready,
-                "numberUnavailable": max(0, len(nodes) - ready),
-                "updatedNumberScheduled": updated,
-                "numberMisscheduled": 0,
-            },
-        )
+        sets.reconcile_daemonset(self, daemonset)
 
     def _job(self, job: dict[str, Any]) -> None:
-        if job["metadata"].get("deletionTimestamp"):
-            return
-        status = copy.deepcopy(job.get("status") or {})
-        if any(c.get("type") == "Complete" for c in status.get("conditions") or []):
-            return
-        completions = int(job["spec"].get("completions", 1))
-        parallelism = int(job["spec"].get("parallelism", 1))
-        pods = self._owned(PODS, job)
-        succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
-        active = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
-        for _ in range(min(parallelism, completions - succeeded) - len(active)):
-            template = job["spec"].get("template") or {}
-            job_name = job["metadata"]["name"]
-            self._create_pod(
-                job,
-                template,
-                f"{job_name}-{random_suffix()}",
-                {
-                    "job-name": job_name,
-                    "batch.kubernetes.io/job-name": job_name,
-                    "controller-uid": job["metadata"]["uid"],
-                },
-            )
-        status.update(
-            startTime=status.get("startTime") or now_rfc3339(), active=len(active), succeeded=succeeded
-        )
-        if succeeded >= completions:
-            status.update(
-                active=0,
-                completionTime=now_rfc3339(),
-                conditions=[
-                    condition(
-                        "SuccessCriteriaMet",
-                        True,
-                        "CompletionsReached",
-                        "Reached expected number of succeeded pods",
-                    ),
-                    condition(
-                        "Complete", True, "CompletionsReached", "Reached expected number of succeeded pods"
-                    ),
-                ],
-            )
-        status = {k: v for k, v in status.items() if v != 0}
-        self._set_status(JOBS, job, status)
+        batch.reconcile_job(self, job)
 
     # --- scheduler & kubelet --------------------------------------------------------------------
 
@@ -766,7 +669,8 @@ class Controller:
     def _kubelet(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         if spec.get("nodeName") and meta.get("deletionTimestamp"):
-            self._stop(pod)
+            if self._node_ready(spec["nodeName"]):  # an unreachable kubelet never finishes it
+                self._stop(pod)
             return
         if not spec.get("nodeName"):
             return
@@ -780,19 +684,35 @@ class Controller:
             return
         namespace, name = meta["namespace"], meta["name"]
         containers = [c["name"] for c in spec.get("containers", [])]
-        if runtime.started is None:
+        if runtime.started is None and not self.faults.unpullable(pod):
             runtime.started = now_rfc3339()
             for container in spec.get("containers", []):
                 self.logs.write(namespace, name, container["name"], *_startup_lines(container))
             self.event(pod, "Started", f"Started container {containers[0] if containers else ''}")
-        effect = self.faults.effect(pod, self._workload_of(pod))
+        effect = self.faults.effect(pod, self._workload_of(pod)) or batch.marked_fault(self.store, pod)
         is_job_pod = spec.get("restartPolicy") in ("Never", "OnFailure") and controller_uid(pod) is not None
         if is_job_pod and effect is None and now - runtime.scheduled_at >= 2 * self.pod_ready_delay:
             for container in containers:
                 self.logs.write(namespace, name, container, "Completed successfully")
             self._set_status(PODS, pod, self._pod_status(pod, runtime, "succeeded", status))
             return
+        unpullable = self.faults.unpullable(pod)
+        if unpullable:  # the kubelet cannot pull an image: no container starts (phase Pending)
+            if runtime.image_pull_failed is None:
+                runtime.image_pull_failed = now
+                image = next(c["image"] for c in spec["containers"] if c["name"] in sorted(unpullable))
+                self.event(pod, "Failed", f'Failed to pull image "{image}": not found', "Warning")
+            backoff = now - runtime.image_pull_failed >= self.crash_interval
+            self._set_status(
+                PODS, pod, self._pod_status(pod, runtime, "imagepull", status, unpullable, backoff=backoff)
+            )
+            return
         failing = self.faults.failing_containers(pod, self._workload_of(pod))
+        if not failing and batch.marked_fault(self.store, pod):
+            failing = set(containers)
+        if failing and spec.get("restartPolicy") == "Never":
+            self._set_status(PODS, pod, batch.failed_pod_status(pod, runtime, status))  # no restart: Failed
+            return
         if (
             failing
             and effect in ("crashloop", "oom")
@@ -808,6 +728,13 @@ class Controller:
             )
         state = "crashing" if failing else "unready" if effect == "unready" else "running"
         self._set_status(PODS, pod, self._pod_status(pod, runtime, state, status, failing))
+
+    def _node_ready(self, name: str) -> bool:
+        """Whether the node's kubelet reports Ready=True (a node not registered yet: it will)."""
+        node = self.store.get(NODES, None, name)
+        conditions = ((node or {}).get("status") or {}).get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        return ready is None or ready.get("status") == "True"
 
     def _stop(self, pod: dict[str, Any]) -> None:
         """A deleted pod's kubelet: runs the preStop sleeps, stops the containers, then deletes
@@ -859,8 +786,12 @@ class Controller:
         state: str,
         old: dict[str, Any],
         failing: set[str] | None = None,
+        *,
+        backoff: bool = False,
     ) -> dict[str, Any]:
-        """``state`` is the pod's; with "crashing" only the ``failing`` containers crash-loop."""
+        """``state`` is the pod's; with "crashing" only the ``failing`` containers crash-loop;
+        with "imagepull" the ``failing`` containers wait for their image (``backoff``: in
+        ImagePullBackOff, else ErrImagePull) and no container has started."""
         previous = old.get("conditions")
         node = pod["spec"].get("nodeName", "")
         if not old.get("podIP") and state != "pending":
@@ -879,6 +810,8 @@ class Controller:
             cname = container["name"]
             # In a crashing pod the containers that do not crash run (and are ready) as usual.
             cstate = "crashing" if cname in crashing else "running" if state == "crashing" else state
+            if state == "imagepull":
+                cstate = "imagepull" if cname in (failing or set()) else "pending"
             entry: dict[str, Any] = {
                 "name": cname,
                 "image": image,
@@ -889,6 +822,17 @@ class Controller:
             }
             if cstate == "pending":
                 entry["state"] = {"waiting": {"reason": "ContainerCreating"}}
+                entry["started"] = False
+            elif cstate == "imagepull":
+                entry["state"] = {
+                    "waiting": {
+                        "reason": "ImagePullBackOff" if backoff else "ErrImagePull",
+                        "message": f'Back-off pulling image "{image}"'
+                        if backoff
+                        else f"rpc error: code = NotFound desc = failed to pull and unpack image "
+                        f'"{image}": not found',
+                    }
+                }
                 entry["started"] = False
             elif cstate == "crashing":
                 entry["state"] = {
@@ -912,7 +856,7 @@ class Controller:
             else:
                 started = runtime.container_started.get(cname, runtime.started)
                 entry["state"] = {"running": {"startedAt": started}}
-            if state != "pending":
+            if state != "pending" and cstate not in ("pending", "imagepull"):
                 entry["containerID"] = (
                     f"containerd://{hashlib.sha256(pod['metadata']['uid'].encode()).hexdigest()}"
                 )
@@ -925,7 +869,9 @@ class Controller:
         if state == "succeeded":
             reason = "PodCompleted"
         status: dict[str, Any] = {
-            "phase": {"pending": "Pending", "succeeded": "Succeeded"}.get(state, "Running"),
+            "phase": {"pending": "Pending", "imagepull": "Pending", "succeeded": "Succeeded"}.get(
+                state, "Running"
+            ),
             "conditions": [
                 condition("PodReadyToStartContainers", state != "pending", previous=previous),
                 condition("Initialized", True, previous=previous),

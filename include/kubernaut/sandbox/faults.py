@@ -11,6 +11,13 @@ Injectable workload faults, so remediation actions have something real to fix.
   after a later change of the limit: raising it (a new rollout) fixes the fault, deleting pods
   or scaling out does not. A container without a memory limit is never OOM-killed.
 * ``unready`` — the current pods run but never pass readiness; replacements are healthy.
+* ``image-pull`` — a rollout of an image that cannot be pulled (Deployments only): the pod
+  template's image (``container``: one container, default all) becomes ``image`` (default: the
+  current reference with the tag ``does-not-exist``), so the Deployment controller makes a new
+  ReplicaSet whose pods wait in ``ErrImagePull``, then ``ImagePullBackOff`` (phase Pending, never
+  Ready) while the old ReplicaSet keeps serving; past ``progressDeadlineSeconds`` the Deployment
+  reports ``Progressing=False``, ``ProgressDeadlineExceeded``. Any pod whose container runs that
+  image cannot pull it; rolling back to the previous pod template fixes it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from kubernetes.utils import parse_quantity
 
 from kubernaut.sandbox.store import now_rfc3339
 
-FAULT_TYPES = ("crashloop", "oom", "unready")
+FAULT_TYPES = ("crashloop", "oom", "unready", "image-pull")
+MISSING_TAG = "does-not-exist"
 WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset")
 
 
@@ -57,6 +65,8 @@ class Fault:
     needs: dict[str, Decimal] = field(default_factory=dict)
     memory: str | None = None
     container: str | None = None
+    # image-pull: the image references no registry serves, by container name
+    images: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -71,7 +81,16 @@ class Fault:
         if self.type == "oom":
             data["needs"] = {name: f"{int(need)}" for name, need in sorted(self.needs.items())}
             data["memory"], data["container"] = self.memory, self.container
+        if self.type == "image-pull":
+            data["images"], data["container"] = dict(sorted(self.images.items())), self.container
         return data
+
+    def unpullable(self, pod: dict[str, Any]) -> set[str]:
+        """Names of the pod's containers whose image cannot be pulled (image-pull)."""
+        if self.type != "image-pull":
+            return set()
+        bad = set(self.images.values())
+        return {c["name"] for c in pod.get("spec", {}).get("containers", []) if c.get("image") in bad}
 
     def failing_containers(self, pod: dict[str, Any]) -> set[str]:
         """Names of the pod's containers this fault makes crash (none: the pod is not affected)."""
@@ -88,6 +107,8 @@ class Fault:
         return set()
 
     def affects(self, pod: dict[str, Any]) -> bool:
+        if self.type == "image-pull":
+            return bool(self.unpullable(pod))
         if self.type == "oom":
             return bool(self.failing_containers(pod))
         return self.pod_uids is not None and pod["metadata"]["uid"] in self.pod_uids
@@ -124,6 +145,32 @@ def oom_needs(
     return needs
 
 
+def missing_images(
+    what: str, containers: list[dict[str, Any]], image: str | None, container: str | None
+) -> dict[str, str]:
+    """The image each affected container is rolled out with: ``image``, else its current
+    reference with the tag ``does-not-exist`` (a digest reference loses its digest)."""
+    names = [c["name"] for c in containers]
+    if container is not None and container not in names:
+        raise ValueError(f"{what} has no container {container!r} (containers: {', '.join(names)})")
+    images: dict[str, str] = {}
+    for item in containers:
+        if container is not None and item["name"] != container:
+            continue
+        current = str(item.get("image") or "")
+        if image:
+            bad = image
+        else:
+            repo = current.split("@", 1)[0]
+            if ":" in repo.rsplit("/", 1)[-1]:
+                repo = repo.rsplit(":", 1)[0]
+            bad = f"{repo}:{MISSING_TAG}"
+        if bad == current:
+            raise ValueError(f"{what}: container {item['name']!r} already runs {bad!r}; give another `image`")
+        images[item["name"]] = bad
+    return images
+
+
 class FaultBook:
     def __init__(self) -> None:
         self.faults: list[Fault] = []
@@ -138,15 +185,27 @@ class FaultBook:
         containers: list[dict[str, Any]] | None = None,
         memory: str | None = None,
         container: str | None = None,
+        image: str | None = None,
     ) -> Fault:
-        """``containers``: the workload's pod-template containers (an oom fault needs them)."""
+        """``containers``: the workload's pod-template containers (the oom and image-pull
+        faults need them); the caller rolls an image-pull fault's ``images`` out."""
         if type_ not in FAULT_TYPES:
             raise ValueError(f"Unknown fault type {type_!r}; expected one of {FAULT_TYPES}")
         if kind not in WORKLOAD_KINDS:
             raise ValueError(f"Unknown workload kind {kind!r}; expected one of {WORKLOAD_KINDS}")
-        if type_ != "oom" and (memory is not None or container is not None):
+        if type_ not in ("oom", "image-pull") and (memory is not None or container is not None):
             raise ValueError(f"`memory` and `container` apply to the oom fault only, not {type_!r}")
+        if type_ != "oom" and memory is not None:
+            raise ValueError(f"`memory` applies to the oom fault only, not {type_!r}")
+        if type_ != "image-pull" and image is not None:
+            raise ValueError(f"`image` applies to the image-pull fault only, not {type_!r}")
+        if type_ == "image-pull" and kind != "deployment":
+            raise ValueError("the image-pull fault rolls out a Deployment; give `deployment`")
         fault = Fault(type_, namespace, workload, kind, memory=memory, container=container)
+        if type_ == "image-pull":
+            fault.images = missing_images(
+                f"{kind} {namespace}/{workload}", containers or [], image, container
+            )
         if type_ == "oom":
             fault.needs = oom_needs(f"{kind} {namespace}/{workload}", containers or [], memory, container)
         self.faults.append(fault)
@@ -166,6 +225,14 @@ class FaultBook:
             if fault.affects(pod):
                 return fault.type
         return None
+
+    def unpullable(self, pod: dict[str, Any]) -> set[str]:
+        """Containers of the pod whose image no registry serves (any pod running that image)."""
+        found: set[str] = set()
+        for fault in self.faults:
+            if fault.namespace == pod["metadata"].get("namespace"):
+                found |= fault.unpullable(pod)
+        return found
 
     def failing_containers(self, pod: dict[str, Any], workload: tuple[str, str] | None) -> set[str]:
         """Containers of the pod that crash (crashloop: all of an affected pod; oom: those whose

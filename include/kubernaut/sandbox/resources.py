@@ -83,6 +83,7 @@ RESOURCES: tuple[ResourceSpec, ...] = (
     ResourceSpec("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), ("status",)),
     ResourceSpec("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",), ("status",)),
     ResourceSpec("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceSpec("", "v1", "resourcequotas", "ResourceQuota", True, ("quota",), ("status",)),
     ResourceSpec("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status", "scale")),
     ResourceSpec("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status", "scale")),
     ResourceSpec("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), ("status", "scale")),
@@ -104,6 +105,10 @@ RESOURCES: tuple[ResourceSpec, ...] = (
     ResourceSpec("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",)),
     ResourceSpec("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
     ResourceSpec("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
+    ResourceSpec("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ResourceSpec("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    ResourceSpec("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    ResourceSpec("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
 )
 
 # Custom resources: a real cluster serves them only once their CRDs are installed, so a sandbox
@@ -115,6 +120,25 @@ CRD_RESOURCES: tuple[ResourceSpec, ...] = (
     ResourceSpec(
         "snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", "VolumeSnapshotClass", False, ("vsclass",)
     ),
+    # Cluster API (sandbox/capi.py) and cert-manager (sandbox/certmanager.py).
+    ResourceSpec(
+        "cluster.x-k8s.io",
+        "v1beta1",
+        "machinedeployments",
+        "MachineDeployment",
+        True,
+        ("md",),
+        ("status", "scale"),
+    ),
+    ResourceSpec(
+        "cluster.x-k8s.io", "v1beta1", "machinesets", "MachineSet", True, ("ms",), ("status", "scale")
+    ),
+    ResourceSpec("cluster.x-k8s.io", "v1beta1", "machines", "Machine", True, ("ma",), ("status",)),
+    ResourceSpec(
+        "cert-manager.io", "v1", "certificates", "Certificate", True, ("cert", "certs"), ("status",)
+    ),
+    ResourceSpec("cert-manager.io", "v1", "issuers", "Issuer", True, (), ("status",)),
+    ResourceSpec("cert-manager.io", "v1", "clusterissuers", "ClusterIssuer", False, (), ("status",)),
 )
 
 

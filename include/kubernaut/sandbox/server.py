@@ -105,6 +105,9 @@ class SandboxEmulator(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        from kubernaut.sandbox import batch, quota
+
+        self.store.admission.extend([batch.admit, quota.admission(self.store)])
         # Declare the catalogue to kmock too, so its own introspection (e.g. kmock.resources) agrees.
         for spec in served_resources(self.crds):
             for version in (spec.version, *spec.extra_versions):
@@ -747,7 +750,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         if method == "POST":
             body = self._body(request)
             kind = next((k for k in WORKLOAD_KINDS if k in body), "deployment")
-            options = {k: str(body[k]) for k in ("memory", "container") if body.get(k) is not None}
+            options = {k: str(body[k]) for k in ("memory", "container", "image") if body.get(k) is not None}
             try:
                 fault = self.inject_fault(
                     str(body.get("type")),
@@ -770,14 +773,29 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         *,
         memory: str | None = None,
         container: str | None = None,
+        image: str | None = None,
     ) -> JSON:
-        """``memory``/``container``: the oom fault's need and target (see faults.py)."""
+        """``memory``/``container``: the oom fault's need and target; ``image``/``container``:
+        the image-pull fault's image and target, rolled out here (see faults.py)."""
         spec = resolve(kind + "s")
         obj = self.store.get(spec, namespace, workload)
         if obj is None:
             raise errors.not_found(spec, workload)
         containers = ((obj["spec"].get("template") or {}).get("spec") or {}).get("containers") or []
         fault = self.faults.inject(
-            type_, namespace, workload, kind, containers=containers, memory=memory, container=container
+            type_,
+            namespace,
+            workload,
+            kind,
+            containers=containers,
+            memory=memory,
+            container=container,
+            image=image,
         )
+        if fault.images:  # the bad rollout, as `kubectl set image` makes it
+            rollout = copy.deepcopy(obj)
+            for item in rollout["spec"]["template"]["spec"]["containers"]:
+                item["image"] = fault.images.get(item["name"], item["image"])
+            rollout["metadata"].pop("resourceVersion", None)
+            self.store.update(spec, namespace, workload, rollout, check_version=False)
         return fault.to_dict()

@@ -16,7 +16,7 @@ import re
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,9 @@ class Store:
         self._revision = 0
         self._history: deque[WatchEvent] = deque(maxlen=history_size)
         self._watchers: set[asyncio.Queue[WatchEvent]] = set()
+        # Admission checks run on every create once the object has its name, uid and defaults
+        # (mutating ones may change it; a refusal raises an ApiError): see batch.admit, quota.admission.
+        self.admission: list[Callable[[ResourceSpec, dict[str, Any]], None]] = []
 
     # --- revisions & watch plumbing -------------------------------------------------------------
 
@@ -190,6 +193,8 @@ class Store:
             meta.pop(field, None)
         if spec.has_status and not keep_status:
             obj.pop("status", None)  # status is owned by controllers, as in the real API
+        for admit in self.admission:
+            admit(spec, obj)
         if spec.plural == "pods" and not keep_status:
             obj["status"] = {"phase": "Pending"}
         if spec.plural == "namespaces":

@@ -1,7 +1,9 @@
 """Load template files into ``Template`` objects, reporting every problem with its place.
 
 Runs at Airflow DAG-parse time for each file, so it does no network I/O and keeps no
-global cache: each call reads the file and the registry as they are now.
+global cache: each call reads the file and the registry as they are now. A caller may pass a
+``TemplateCache`` (templates/cache.py): a file whose text validated before, with the same
+code and installed packages, is then read back instead of checked again.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -20,6 +22,9 @@ from kubernaut.templates.checks import Problem, StepChecker, did_you_mean, field
 from kubernaut.templates.errors import FieldPath, TemplateError, TemplateLoadError, format_path
 from kubernaut.templates.model import NAME_PATTERN, Step, Template
 from kubernaut.templates.yaml_lines import YAML_LOADER, YamlDocument, YamlSyntaxError, load_yaml
+
+if TYPE_CHECKING:
+    from kubernaut.templates.cache import TemplateCache
 
 TEMPLATE_SUFFIXES = (".yaml", ".yml")
 
@@ -41,17 +46,29 @@ class LoadReport:
         return [e for errors in self.errors.values() for e in errors]
 
 
-def load_template(path: str | Path, *, registry: ActionRegistry = default_registry) -> Template:
+def load_template(
+    path: str | Path, *, registry: ActionRegistry = default_registry, cache: TemplateCache | None = None
+) -> Template:
     """Load and fully validate one file; raise TemplateLoadError with all its errors."""
-    template, errors, _ = _load(Path(path), registry)
+    template, errors, _ = (
+        _load(Path(path), registry) if cache is None else _load_cached(Path(path), registry, cache)
+    )
+    if cache is not None:
+        cache.save()
     if errors or template is None:
         raise TemplateLoadError(path, errors)
     return template
 
 
-def load_templates(directory: str | Path, *, registry: ActionRegistry = default_registry) -> LoadReport:
+def load_templates(
+    directory: str | Path,
+    *,
+    registry: ActionRegistry = default_registry,
+    cache: TemplateCache | None = None,
+    check_plugins: bool = True,
+) -> LoadReport:
     """Load every ``*.yaml``/``*.yml`` in ``directory``; broken files are reported, not fatal."""
-    return load_paths([Path(directory)], registry=registry)
+    return load_paths([Path(directory)], registry=registry, cache=cache, check_plugins=check_plugins)
 
 
 def template_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -75,14 +92,28 @@ def declared_name(text: bytes | str) -> object:
     return data.get("name") if isinstance(data, dict) else None
 
 
-def load_paths(paths: Iterable[str | Path], *, registry: ActionRegistry = default_registry) -> LoadReport:
-    """Load files and directories; also rejects a template name used by two files."""
-    report = LoadReport(files=template_files(paths), registry_problems=[str(p) for p in registry.problems])
+def load_paths(
+    paths: Iterable[str | Path],
+    *,
+    registry: ActionRegistry = default_registry,
+    cache: TemplateCache | None = None,
+    check_plugins: bool = True,
+) -> LoadReport:
+    """Load files and directories; also rejects a template name used by two files.
+
+    ``check_plugins=False`` leaves ``registry_problems`` empty: the caller does not report
+    them, and with every template from ``cache`` the action plugins are then not loaded."""
+    problems = [str(p) for p in registry.problems] if check_plugins else []
+    report = LoadReport(files=template_files(paths), registry_problems=problems)
     first_file: dict[str, Path] = {}
     for path in report.files:
-        template, errors, doc = _load(path, registry)
+        template, errors, doc = (
+            _load(path, registry) if cache is None else _load_cached(path, registry, cache)
+        )
         if template is not None and not errors:
             if template.name in first_file:
+                if doc is None:  # read back from the cache: load it for the name's position
+                    _, _, doc = _load(path, registry)
                 pos = doc.position(("name",)) if doc else None
                 errors = [
                     TemplateError(
@@ -99,17 +130,45 @@ def load_paths(paths: Iterable[str | Path], *, registry: ActionRegistry = defaul
                 report.templates.append(template)
         if errors:
             report.errors[path] = errors
+    if cache is not None:
+        cache.save()
     return report
 
 
-def _load(
-    path: Path, registry: ActionRegistry
-) -> tuple[Template | None, list[TemplateError], YamlDocument | None]:
-    file = str(path)
+Loaded = tuple[Template | None, list[TemplateError], YamlDocument | None]
+
+
+def _read(path: Path) -> str | TemplateError:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return None, [TemplateError(file, 0, 0, "", f"cannot read file: {exc}")], None
+        return TemplateError(str(path), 0, 0, "", f"cannot read file: {exc}")
+
+
+def _load(path: Path, registry: ActionRegistry) -> Loaded:
+    """Read and validate one file."""
+    text = _read(path)
+    if isinstance(text, TemplateError):
+        return None, [text], None
+    return _load_text(path, text, registry)
+
+
+def _load_cached(path: Path, registry: ActionRegistry, cache: TemplateCache) -> Loaded:
+    """Read one file; validate it unless ``cache`` has the template of this very text."""
+    text = _read(path)
+    if isinstance(text, TemplateError):
+        return None, [text], None
+    cached = cache.lookup(path, text)
+    if cached is not None:
+        return cached, [], None
+    template, errors, doc = _load_text(path, text, registry)
+    if template is not None and not errors:
+        cache.store(path, text, template)
+    return template, errors, doc
+
+
+def _load_text(path: Path, text: str, registry: ActionRegistry) -> Loaded:
+    file = str(path)
     try:
         doc = load_yaml(text)
     except YamlSyntaxError as exc:

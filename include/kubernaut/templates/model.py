@@ -43,6 +43,8 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DagName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 ParameterType = Literal["string", "integer", "number", "boolean", "duration", "list", "object"]
 DAG_ID_PREFIX = "kubernaut_"
+# DAGs kubernaut builds besides the templates' (kubernaut_assessment: the effectiveness runs)
+RESERVED_NAMES = frozenset({"assessment"})
 
 
 class _Strict(BaseModel):
@@ -272,6 +274,24 @@ class Step(_Strict):
 _APPROVAL_DEFAULTS = {name: Step.model_fields[name].default for name in ("approval_timeout", "on_reject")}
 
 
+class Metric(_Strict):
+    """A PromQL query (one series, or aggregate it) measured when the run starts and after
+    the delay; ``better`` says which way is an improvement."""
+
+    query: str = Field(min_length=1, max_length=4000, description="PromQL returning one series")
+    better: Literal["lower", "higher"] = Field(description="Which direction of change is an improvement")
+
+
+class Effectiveness(_Strict):
+    """When and how the run is assessed (unset: the configuration's ``effectiveness``)."""
+
+    after: Duration | None = Field(default=None, description="Delay after the run ends (default 10m)")
+    window: Duration | None = Field(
+        default=None, description="Then watch this long for the alert firing again (default 30m)"
+    )
+    metrics: list[Metric] = Field(default_factory=list)
+
+
 class Template(_Strict):
     name: DagName
     description: str = ""
@@ -282,10 +302,32 @@ class Template(_Strict):
     tags: list[str] = Field(default_factory=list)
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     configuration: Configuration = Field(default_factory=Configuration)
+    effectiveness: Effectiveness = Field(default_factory=Effectiveness)
+    priority: int = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description="Prior belief (0-100) that this template fixes its alerts, before any run is "
+        "measured; among equally specific templates the intake ranks by measured effectiveness "
+        "starting from it (docs/choice.md)",
+    )
+    fallback: DagName | None = Field(
+        default=None,
+        description="Template launched for the same alert occurrence when a run of this one rolls "
+        "back or is assessed ineffective; 'none': escalate to a person at once; unset: the "
+        "next-ranked template that answers the alert, if any (docs/choice.md)",
+    )
     steps: list[Step] = Field(min_length=1)
 
     # Set by the loader (validation context "source"); never read from the YAML.
     _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_NAMES:  # its DAG id is one of kubernaut's own DAGs
+            raise ValueError(f"'{name}' is reserved: kubernaut_{name} is kubernaut's own DAG")
+        return name
 
     @model_validator(mode="after")
     def _remember_source(self, info: ValidationInfo) -> Template:

@@ -135,7 +135,12 @@ def start_pushgateway(workdir: Path, *, timeout: float = 30.0) -> ServiceProcess
 
 
 def start_prometheus(
-    workdir: Path, *, scrape_targets: Sequence[str] = (), scrape_interval: str = "1s", timeout: float = 30.0
+    workdir: Path,
+    *,
+    scrape_targets: Sequence[str] = (),
+    scrape_interval: str = "1s",
+    timeout: float = 30.0,
+    job_name: str = "pushgateway",
 ) -> ServiceProcess:
     """Prometheus scraping ``scrape_targets`` (host:port) with ``honor_labels`` (as for a Pushgateway)."""
     binary = find_binary("prometheus")
@@ -144,7 +149,7 @@ def start_prometheus(
     config = workdir / "prometheus.yml"
     config.write_text(
         f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
-        f"scrape_configs:\n  - job_name: pushgateway\n    honor_labels: true\n"
+        f"scrape_configs:\n  - job_name: {job_name}\n    honor_labels: true\n"
         f"    static_configs:\n      - targets: [{targets}]\n"
     )
     return _start(

@@ -32,9 +32,13 @@ KINDS: dict[str, str] = {
     "drain": "kubernaut.waits.nodes:poll_drain",
     "pvc_expanded": "kubernaut.waits.storage:poll_pvc_expanded",
     "snapshot_ready": "kubernaut.waits.storage:poll_snapshot_ready",
+    "job_finished": "kubernaut.waits.jobs:poll_finished",
     "prometheus": "kubernaut.waits.prometheus:poll",
     "alerts_resolved": "kubernaut.waits.alertmanager:poll",
     "timer": "kubernaut.waits.timer:poll",
+    "machines_ready": "kubernaut.waits.cluster_api:poll_machines_ready",
+    "machine_replaced": "kubernaut.waits.cluster_api:poll_machine_replaced",
+    "certificate_issued": "kubernaut.waits.certificates:poll_issued",
 }
 
 GROWTH = 1.5  # each pause is this much longer than the last, up to the spec's max_poll

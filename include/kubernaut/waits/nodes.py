@@ -7,6 +7,7 @@ removes the pod the step journaled, and an eviction of a pod already gone answer
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from kubernaut.waits.clients import RetryableWaitError, WaitClients
@@ -40,12 +41,28 @@ async def evict(clients: WaitClients, namespace: str, name: str, uid: str, grace
 
 async def poll_drain(clients: WaitClients, args: dict[str, Any], memo: dict[str, Any]) -> PollResult:
     """args: ``node``, ``uids`` (every pod the drain takes away), ``blocked`` (evictions refused
-    so far: namespace, name, uid), ``grace``."""
+    so far: namespace, name, uid), ``grace``, ``skip_wait_for_delete_timeout`` (on a node that
+    is not Ready, a pod whose deletionTimestamp is more than this many seconds ago counts as
+    gone, as kubectl drain's flag: its kubelet cannot finish it; 0 or absent: always wait)."""
     node = args["node"]
     if "blocked" not in memo:
         memo["blocked"], memo["evicted"] = list(args.get("blocked") or []), []
-    if not (await read(clients, "Node", None, node)).spec.unschedulable:
+    node_obj = await read(clients, "Node", None, node)
+    if not node_obj.spec.unschedulable:
         return Pending({"node": node, "reason": "not unschedulable"})
+    skip_after = int(args.get("skip_wait_for_delete_timeout") or 0)
+    ready = any(
+        c.type == "Ready" and c.status == "True"
+        for c in (node_obj.status.conditions if node_obj.status else None) or []
+    )
+    now = datetime.datetime.now(datetime.UTC)
+
+    def gone(pod: Any) -> bool:
+        stamp = pod.metadata.deletion_timestamp
+        return (
+            not ready and skip_after > 0 and stamp is not None and (now - stamp).total_seconds() > skip_after
+        )
+
     still = []
     for pod in memo["blocked"]:
         try:
@@ -61,7 +78,11 @@ async def poll_drain(clients: WaitClients, args: dict[str, Any], memo: dict[str,
     on_node = await list_pods(
         clients, None, field_selector=f"spec.nodeName={node}", what=f"pods on node {node}"
     )
-    left = sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in on_node if p.metadata.uid in uids)
+    mine = [p for p in on_node if p.metadata.uid in uids]
+    left = sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in mine if not gone(p))
+    skipped = sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in mine if gone(p))
     blocked = sorted(f"{p['namespace']}/{p['name']}" for p in still)
     detail = {"evicted_while_waiting": sorted(memo["evicted"]), "blocked_by_pdb": blocked, "left": left}
+    if skipped:  # Terminating on a node that is not Ready: counted as gone (kubectl's flag)
+        detail["terminating_on_unready_node"] = skipped
     return Done(detail) if not left and not still else Pending(detail)

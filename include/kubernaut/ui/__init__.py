@@ -1,0 +1,1 @@
+"""Remediations in the Airflow UI (plugin pages) and the history as Prometheus metrics."""
