@@ -143,10 +143,19 @@ def prepare_history(database: str = HISTORY_DB) -> str:
 
 
 def migrate_history(url: str) -> None:
+    """Migrate the demo's history and make it this process's (the demo's components inherit it)."""
+    os.environ["AIRFLOW_CONN_KUBERNAUT_HISTORY"] = url
+    migrate_history_at(url)
+
+
+def migrate_history_at(url: str) -> None:
+    """Migrate the history database at ``url``, leaving this process's environment alone (a
+    stack started inside a test process must not point that process at its database)."""
+    import psycopg2
+
     from kubernaut.history import History
 
-    os.environ["AIRFLOW_CONN_KUBERNAUT_HISTORY"] = url
-    history = History()
+    history = History(connect=lambda: psycopg2.connect(url))
     history.migrate()
     history.close()
 

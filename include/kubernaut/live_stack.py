@@ -241,7 +241,7 @@ def am_alert(labels: dict[str, str], starts_at: str, summary: str = "") -> dict[
 
 # -- alert storm (bench/storm.py, tests/intake/test_storm.py) ------------------------------------
 STORM_DAG = "kubernaut_pod_diagnostics"  # read-only template: a storm changes nothing in the cluster
-STORM_ALERT = "KubeContainerWaiting"
+STORM_ALERT = "PodNotHealthy"  # only pod-diagnostics (read-only) answers it: the storm changes nothing
 
 
 class Samples(list[float]):

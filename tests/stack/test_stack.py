@@ -196,7 +196,7 @@ def in_its_wait(stack: Stack, api: httpx.Client, run: str, name: str, before: st
             return ""
         return worker_running(stack, int(ti["pid"]))
 
-    found: str = wait(holding, 180, "rotate-secret running with its change made", interval=0.2)
+    found: str = wait(holding, 360, "rotate-secret running with its change made", interval=0.2)
     return found
 
 
@@ -264,7 +264,7 @@ def test_worker_killed_mid_change_retries_elsewhere_changing_once(stack: Stack) 
             return ""
         return worker_running(stack, int(ti["pid"])) or "?"
 
-    other = wait(retried_on, 120, "rotate-secret retried", interval=0.2)
+    other = wait(retried_on, 300, "rotate-secret retried", interval=0.2)
     RECOVERY["worker kill -> step running again"] = time.monotonic() - killed_at
     stack.worker(int(victim.rsplit("-", 1)[1])).start()  # back to two workers for the next test
     assert other not in ("?", victim), f"retried on {other}, killed {victim}"
@@ -277,7 +277,7 @@ def test_worker_killed_mid_change_retries_elsewhere_changing_once(stack: Stack) 
 
 
 def test_scheduler_killed_with_the_steps_worker_resumes_within_30s_changing_once(stack: Stack) -> None:
-    wait(lambda: all(stack.components[n].running() for n in stack.worker_names), 10, "two workers")
+    wait(lambda: all(stack.components[n].running() for n in stack.worker_names), 120, "two workers")
     before = restarted_at(stack, "web")
     first_revision = revision(stack, "web")
     api, run, token = start_rotation(stack, "web", f"s{secrets.token_hex(3)}")

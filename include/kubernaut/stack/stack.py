@@ -179,13 +179,13 @@ class Stack:
         return self
 
     def _start(self, timeout: float) -> None:
-        from kubernaut.demo import migrate_history
+        from kubernaut.demo import migrate_history_at
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         for database in (self.name, f"{self.name}_history"):
             (create_database if self.fresh else ensure_database)(database)
             self.databases.append(database)
-        migrate_history(self.history_uri)
+        migrate_history_at(self.history_uri)
         self.prepare()
         if self.kubeconfig is None:
             self.sandbox = SandboxProcess(

@@ -75,7 +75,8 @@ def template_schema(registry: ActionRegistry = default_registry) -> dict[str, An
         prefix = f"{cls.kind}.{cls.name}."
         renames = {k: prefix + k for k in nested}
         for key, value in nested.items():
-            defs[renames[key]] = _rename_refs(value, renames)
+            # nested fields render too (e.g. prometheus_query's condition.value: "{{ params.x }}")
+            defs[renames[key]] = _allow_templates(_rename_refs(value, renames))
         params = _allow_templates(_rename_refs(params, renames))
         variants.append(_action_schema(cls.kind, cls.name, cls.summary, params))
     if variants:
