@@ -60,13 +60,21 @@ def deployment_health(sandbox: SandboxProcess, namespace: str, name: str) -> tup
 
 
 def wait(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
+    """Poll ``predicate`` until it is truthy. A request that times out or cannot connect (a busy
+    api-server) is a "not yet", not an answer: polling goes on until the deadline."""
+    import httpx
+
     deadline = time.monotonic() + timeout
+    problem = ""
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except httpx.TransportError as exc:
+            value, problem = None, f" (last: {type(exc).__name__}: {exc})"
         if value:
             return value
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}{problem}")
         time.sleep(interval)
 
 
