@@ -4,7 +4,9 @@ Every payload of ``tests/routing_corpus/`` (Alertmanager webhooks built from the
 kube-prometheus / kubernetes-mixin / node-mixin rules and one community OOM rule, with the
 labels each rule really keeps when it fires) goes through ``parse_payload`` and
 ``Decider.classify`` (what the webhook decides before any I/O; ``kubernaut route`` shows the
-same decisions) with the templates of ``--templates`` and the default policy. Printed:
+same decisions) with the templates of ``--templates`` and the configuration of ``--config``
+(default ``tests/routing_corpus/config/kubernaut.yaml``: the default policy, plus the node
+group a cluster-wide capacity alert grows, which no alert label can name). Printed:
 
 - routed: actionable alerts that reach their expected template and act on the expected object;
 - can fix: the part of those whose template fixes (or mitigates) the cause, not only notifies;
@@ -15,9 +17,10 @@ same decisions) with the templates of ``--templates`` and the default policy. Pr
 "The object acted on" is the object of the template's first changing step (rendered from the
 alert; a step naming ``steps['…'].deployment`` acts on the pod's Deployment, which the corpus
 records as ``owner`` since the run reads it from the cluster); for a template that changes
-nothing, the decision's target.
+nothing, the decision's target. A step conditioned on an owner the pod does not have (the
+Deployment step of a template that also handles StatefulSets) is skipped, as the run skips it.
 
-    .venv/bin/python bench/routing.py [--templates DIR] [--corpus DIR] [--misses] [--json]
+    .venv/bin/python bench/routing.py [--templates DIR] [--corpus DIR] [--config FILE] [--misses] [--json]
 """
 
 from __future__ import annotations
@@ -34,16 +37,18 @@ from typing import Any
 import yaml
 
 from kubernaut.actions.registry import registry
-from kubernaut.alert import Target, alert_context
-from kubernaut.config import PolicyConfig
+from kubernaut.alert import NO_TARGET, Target, alert_context, derive_target
+from kubernaut.config import KubernautConfig, parse_text
 from kubernaut.intake.decisions import AlertDecision, Decider, Decision
 from kubernaut.intake.payload import Alert, parse_payload
 from kubernaut.intake.routing import Router
 from kubernaut.rendering import render_value
+from kubernaut.template_params import TemplateParameters
 from kubernaut.templates import Template, load_templates
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "routing_corpus"
+CONFIG = CORPUS / "config" / "kubernaut.yaml"
 OUTCOMES = ("fix", "mitigate", "notify", "none", "leave_alone")
 FIXING = frozenset({"fix", "mitigate"})
 ROUTED = FIXING | {"notify"}
@@ -59,6 +64,7 @@ OBJECT_PARAMS: tuple[tuple[str, str], ...] = (
     ("quota", "ResourceQuota"),
     ("cronjob", "CronJob"),
     ("job", "Job"),
+    ("machine_deployment", "MachineDeployment"),
 )
 # Actions that change the owner of the object their parameter names (suspend_cronjob given a
 # Job suspends its CronJob): the corpus's `owner` names it, as the run reads it from the cluster.
@@ -128,16 +134,26 @@ def load_corpus(directory: Path = CORPUS) -> list[Case]:
     return cases
 
 
-def acted_on(template: Template, case: Case, decision: AlertDecision) -> Target | None:
+def load_config(path: Path | None = CONFIG) -> KubernautConfig:
+    """The installation's configuration the corpus is decided with (None: the defaults)."""
+    return parse_text(path.read_text(), str(path)) if path is not None else KubernautConfig()
+
+
+def acted_on(
+    template: Template, case: Case, decision: AlertDecision, parameters: TemplateParameters | None = None
+) -> Target | None:
     """The object the template's first changing step changes (see the module doc)."""
+    configured = (parameters or TemplateParameters()).configured(template.name, decision.cluster)
     context = {
         "alert": alert_context(case.alert.to_conf()),
-        "params": {name: p.default for name, p in template.parameters.items()},
+        "params": {name: p.default for name, p in template.parameters.items()} | configured,
         "steps": {},
     }
+    changes = False  # a changing step that the run would skip: then nothing is acted on
     for step in template.steps:
         if not registry.get(step.action.type, step.action.action).mutating:
             continue
+        changes = True
         params = step.action.parameters
         kind, expr = "", ""
         if isinstance(params.get("kind"), str) and "name" in params:
@@ -158,19 +174,25 @@ def acted_on(template: Template, case: Case, decision: AlertDecision) -> Target 
             owner = case.expect.get("owner") or {}
             if ".deployment" in expr and owner.get("kind") == "Deployment":
                 return Target(kind, namespace, owner["name"])
-            return None  # the run finds no Deployment owner: the step is skipped
+            if ".owner.name" in expr and owner.get("kind") == kind:
+                return Target(kind, namespace, owner["name"])
+            continue  # the run finds no such owner: the step is skipped, a later one may act
         return Target(kind, namespace, str(render_value(expr, context)))
-    return decision.target
+    return None if changes else decision.target
 
 
-def evaluate(cases: list[Case], templates: list[Template]) -> list[Result]:
-    decider = Decider(Router(templates), PolicyConfig())
+def evaluate(
+    cases: list[Case], templates: list[Template], config: KubernautConfig | None = None
+) -> list[Result]:
+    config = config or KubernautConfig()
+    decider = Decider(Router(templates), config.policy)
+    decider.parameters = TemplateParameters.from_config(config)
     by_name = {t.name: t for t in templates}
     results = []
     for case in cases:
         d, route = decider.classify(case.alert)
         triggered = d.decision is Decision.TRIGGERED
-        target = acted_on(by_name[d.template], case, d) if triggered and route else None
+        target = acted_on(by_name[d.template], case, d, decider.parameters) if triggered and route else None
         want, outcome = case.expect.get("template"), case.outcome
         if outcome == "leave_alone":
             ok, why = (
@@ -204,7 +226,7 @@ def figures(results: list[Result]) -> dict[str, Any]:
     def pct(n: int, total: int) -> float:
         return round(100.0 * n / total, 1) if total else 100.0
 
-    named = [r for r in actionable if r.case.expected_target is not None]
+    named = [r for r in actionable if derive_target(r.case.alert.labels) != NO_TARGET]
     return {
         "payloads": len(payloads),
         "naming_an_object": len(named),
@@ -226,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--templates", type=Path, default=REPO / "templates")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--config", type=Path, default=CONFIG, help="kubernaut configuration (YAML)")
     parser.add_argument("--misses", action="store_true", help="list every miss (default: first 40)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -234,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"template skipped: {error}", file=sys.stderr)
     cases = load_corpus(args.corpus)
     start = time.perf_counter()
-    results = evaluate(cases, report.templates)
+    results = evaluate(cases, report.templates, load_config(args.config))
     elapsed = time.perf_counter() - start
     figs = figures(results)
     misses = [r for r in results if not r.ok]

@@ -9,6 +9,9 @@ is generated with the very same tasks, edges and trigger rules, each task a no-o
 PythonOperator. For each executor and each DAG, R runs are started at once and timed from the
 first start to the last task's end; CPU seconds are those of every Airflow process (and the
 task processes they reaped) over that window, PostgreSQL, Redis and the sandbox not counted.
+Both executors preload the task imports before forking task processes (kubernaut.preload: the
+LocalExecutor as kubernaut.executors.PreloadingLocalExecutor, Celery through
+kubernaut.stack.celery_config); ``--no-preload-too`` also measures Airflow's own.
 
     .venv/bin/python bench/throughput.py [--runs 20] [--slots 4]
 """
@@ -220,12 +223,9 @@ def run_executor(
     from kubernaut.stack.stack import Stack
 
     local = workers == 0
-    env = (
-        {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": str(slots)}
-        if local
-        else {}
-    )
-    if not preload:  # Airflow's own Celery configuration: every task imports the project again
+    executor = "kubernaut.executors.PreloadingLocalExecutor" if preload else "LocalExecutor"
+    env = {"AIRFLOW__CORE__EXECUTOR": executor, "AIRFLOW__CORE__PARALLELISM": str(slots)} if local else {}
+    if not preload and not local:  # Airflow's own Celery configuration: every task imports the project again
         env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = DEFAULT_CELERY_CONFIG
     stack = Stack(
         work / name.replace(" ", "-"),
@@ -283,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-preload-too",
         action="store_true",
-        help="also measure Celery (1 worker) with Airflow's own Celery configuration, without "
-        "kubernaut.stack.celery_config's preloading",
+        help="also measure Airflow's own LocalExecutor and Celery configuration (1 worker), "
+        "without kubernaut.preload's imports before the task processes are forked",
     )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
@@ -293,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         results = run_executor("LocalExecutor", work, templates, dags, args.runs, args.slots, 0, 0)
         results += run_executor("Celery, 1 worker", work, templates, dags, args.runs, args.slots, 1, 1)
         if args.no_preload_too:
+            results += run_executor(
+                "LocalExecutor, no preload", work, templates, dags, args.runs, args.slots, 0, 0, preload=False
+            )
             results += run_executor(
                 "Celery, 1 worker, no preload",
                 work,

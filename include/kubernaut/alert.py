@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from kubernaut.target import NO_TARGET, Target
+
+__all__ = ["NO_TARGET", "Target", "alert_context", "derive_target"]  # Target: kubernaut.target
 
 # Labels that name the object an alert is about, most specific first
 # (kube-prometheus / kubernetes-mixin label names).
@@ -65,22 +68,6 @@ KNOWN_ALERT_TARGETS: dict[str, str] = {
 NODE_INSTANCE_JOBS = frozenset({"node-exporter", "node"})
 _KIND_OF_LABEL = dict(RESOURCE_LABELS)
 CLUSTER_SCOPED = frozenset({"Node", "PersistentVolume", "Namespace"})
-
-
-@dataclass(frozen=True)
-class Target:
-    kind: str
-    namespace: str
-    name: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
-
-
-NO_TARGET = Target("", "", "")
 
 
 def derive_target(labels: Mapping[str, str]) -> Target:

@@ -24,7 +24,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -157,12 +157,76 @@ class ChoiceConfig(_Strict):
     )
 
 
+EscalationOutcome = Literal["rollback_failed", "partially_rolled_back", "declined", "blocked"]
+ESCALATION_OUTCOMES: tuple[EscalationOutcome, ...] = (
+    "rollback_failed",
+    "partially_rolled_back",
+    "declined",
+    "blocked",
+)
+_IMPORT_PATH = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
+
+
+class NotifierConfig(_Strict):
+    """One Airflow ``BaseNotifier`` (kubernaut.notifiers): its class and keyword arguments.
+    Secrets belong in Airflow connections the notifier reads, not in these arguments."""
+
+    notifier: str = Field(
+        pattern=f"^{_IMPORT_PATH}$",
+        description="Import path of a BaseNotifier subclass, e.g. "
+        "'kubernaut.notifiers.KubernautWebhookNotifier' or a provider's (Slack, SMTP ...)",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to the notifier's constructor")
+
+
+class EscalationConfig(_Strict):
+    """Escalations (a person must look) go out through Airflow notifiers, once per run (or
+    alert occurrence) and outcome, with a link to the remediation page (docs/operations.md)."""
+
+    conn_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,250}$",
+        description="Shortcut: KubernautWebhookNotifier posting JSON through this HTTP connection",
+    )
+    notifiers: list[NotifierConfig] = Field(default_factory=list, description="Further notifiers")
+    outcomes: list[EscalationOutcome] = Field(
+        default_factory=lambda: list(ESCALATION_OUTCOMES), description="Which outcomes escalate"
+    )
+
+
+RETENTION_TABLES = ("runs", "steps", "assessments", "escalations", "decisions", "unblocks")
+
+
+class RetentionConfig(_Strict):
+    """How long the history keeps each kind of row (``kubernaut history prune``, the
+    ``kubernaut_maintenance`` DAG); 0 or null: for ever. A run's steps, undo journal, outcomes,
+    assessment and escalations go with it; ``steps``/``assessments``/``escalations`` may drop
+    them earlier. A run still in flight or awaiting its assessment is never pruned."""
+
+    runs: Duration | None = Field(default=timedelta(days=90), description="Finished runs, with their rows")
+    steps: Duration | None = Field(
+        default=timedelta(days=90), description="Steps and undo journal of finished runs"
+    )
+    assessments: Duration | None = Field(default=timedelta(days=90), description="Effectiveness assessments")
+    escalations: Duration | None = Field(default=timedelta(days=90), description="Escalations sent")
+    decisions: Duration | None = Field(default=timedelta(days=30), description="Intake alert decisions")
+    unblocks: Duration | None = Field(default=timedelta(days=365), description="Who cleared a block (audit)")
+    batch_size: int = Field(default=5000, ge=1, le=100000, description="Rows per delete (short transactions)")
+
+    def period(self, table: str) -> timedelta | None:
+        """The table's retention; None: keep for ever."""
+        value: timedelta | None = getattr(self, table)
+        return value if value else None
+
+
 class KubernautConfig(_Strict):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     choice: ChoiceConfig = Field(default_factory=ChoiceConfig)
     effectiveness: EffectivenessConfig = Field(default_factory=EffectivenessConfig)
     blocking: BlockingConfig = Field(default_factory=BlockingConfig)
     suppression: SuppressionConfig = Field(default_factory=SuppressionConfig)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     scripts: dict[str, list[str]] = Field(
         default_factory=dict, description="run_script allow-list: name -> argv (never from alert data)"
     )
@@ -178,14 +242,45 @@ class KubernautConfig(_Strict):
     default_cluster: str | None = Field(
         default=None, description="Cluster for an alert without that label (unset: decided no_cluster)"
     )
+    # Parameters a template's runs get from the installation, not from the alert (e.g. the node
+    # group cluster-capacity grows: a cluster-wide alert names none); kubernaut.template_params.
+    template_parameters: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Template name -> parameters every run of it gets"
+    )
+    cluster_parameters: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Cluster name -> template name -> parameters, over template_parameters for that cluster",
+    )
 
     @model_validator(mode="after")
     def _clusters(self) -> KubernautConfig:
         from kubernaut.clusters import settings_problems
 
         problems = settings_problems(self.clusters, self.cluster_label, self.default_cluster)
+        problems += [
+            f"cluster_parameters: {name!r} is not one of the configured clusters "
+            f"({', '.join(sorted(self.clusters)) or 'none: single-cluster mode uses template_parameters'})"
+            for name in self.cluster_parameters
+            if name not in self.clusters
+        ]
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _retention(self) -> KubernautConfig:
+        """Pruning must not take away what the intake still decides on."""
+        needs = {
+            "runs": ("choice.window", self.choice.window),
+            "assessments": ("choice.window", self.choice.window),
+            "unblocks": ("blocking.ineffective_chain.window", self.blocking.ineffective_chain.window),
+        }
+        for table, (setting, window) in needs.items():
+            kept = self.retention.period(table)
+            if kept is not None and kept < window:
+                raise ValueError(
+                    f"retention.{table} ({kept}) is shorter than {setting} ({window}), which reads them"
+                )
         return self
 
 

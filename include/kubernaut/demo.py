@@ -1,6 +1,9 @@
 """`kubernaut demo`: Airflow standalone (SQLite) with our DAGs, the sandbox cluster with
 an injected fault, one alert sent through the Airflow REST API, and a remediation run
-that ends green with the fault fixed."""
+that ends green with the fault fixed, then its effectiveness assessment (a run of the
+``kubernaut_assessment`` DAG, and the history): with Prometheus and Alertmanager on PATH the
+demo starts them (``kubernaut.demo_monitoring``) and the verdict is measured; without them it
+is ``unknown``, and the demo says why."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from kubernaut import demo_monitoring
 from kubernaut.cli import runnable
 from kubernaut.local_stack import AirflowStandalone, SandboxProcess, free_port, kubernetes_connection
 
@@ -34,6 +38,10 @@ DEMO_ALERT: dict[str, Any] = {
     "annotations": {"summary": "Deployment demo/web has not matched the expected number of replicas."},
     "fingerprint": "d3m0f1n6e5p21n7",
 }
+# The demo's assessment delay: the default (10 min after the run, then a 30 min window) is
+# for production; the demo's fault is fixed or not within seconds.
+DEMO_ASSESS_AFTER, DEMO_ASSESS_WINDOW = "15s", "20s"
+ASSESS_TIMEOUT = 300.0  # after + window, the assessment run's scheduling, the triggerer's turn
 
 
 def say(text: str, prefix: bool = True) -> None:
@@ -224,11 +232,54 @@ def print_how_to_use(
         f'-H "Authorization: Bearer $({python} -c {read_token} {shlex.quote(str(airflow.secrets_file))})" '
         f"--data-binary @{shlex.quote(str(alert_file))} -w '\\nHTTP %{{http_code}}\\n'"
     )
-    say("the run's history (steps, undo journal):")
+    say("the run's history (steps, undo journal, assessment):")
     say_command(f"AIRFLOW_CONN_KUBERNAUT_HISTORY={history_url} {runnable()} history show {run_id}")
 
 
+def write_config(workdir: Path) -> Path:
+    """The demo's kubernaut configuration: the short assessment delay."""
+    path = workdir / "kubernaut.yaml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"effectiveness: {{after: {DEMO_ASSESS_AFTER}, window: {DEMO_ASSESS_WINDOW}}}\n")
+    return path
+
+
+def wait_for_assessment(history_url: str, run_id: str) -> dict[str, Any]:
+    """The run's assessment once the assessment run stored it in the history."""
+    import psycopg2
+
+    from kubernaut.history import History
+
+    history = History(connect=lambda: psycopg2.connect(history_url))
+    try:
+        found: dict[str, Any] = wait(
+            lambda: (history.run(run_id) or {}).get("assessment"),
+            ASSESS_TIMEOUT,
+            "the run's effectiveness assessment",
+            interval=2,
+        )
+        return found
+    finally:
+        history.close()
+
+
+def say_assessment(assessment: dict[str, Any]) -> None:
+    score = "-" if assessment["score"] is None else f"{assessment['score']:.2f}"
+    say(
+        f"assessment: {assessment['verdict']} (score {score}, after {assessment['after_s']:g}s "
+        f"+ window {assessment['window_s']:g}s)"
+    )
+    for reason in assessment.get("reasons") or []:
+        say(f"  - {reason}")
+    for name, component in (assessment.get("components") or {}).items():
+        part = "-" if component.get("score") is None else f"{component['score']:.2f}"
+        say(f"  {name:<14} {part:>5}  {component.get('reason', '')}")
+
+
 def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) -> int:
+    # Imported here: it imports Airflow's SDK, which this process needs for nothing else.
+    from kubernaut.operators.assess import ASSESSMENT_DAG_ID, assessment_run_id
+
     history_url = prepare_history(history_db)
     migrate_history(history_url)
     say(f"remediation history in {history_url}")
@@ -242,9 +293,19 @@ def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) ->
         plugins_folder=REPO / "plugins",
         new_session=True,
     )
+    monitoring = demo_monitoring.DemoMonitoring(workdir / "monitoring")
     try:
         sandbox.start()
         say(f"sandbox cluster at {sandbox.url} (kubeconfig {sandbox.kubeconfig})")
+        unmeasured = demo_monitoring.missing()
+        if unmeasured is None:
+            monitoring.start(sandbox, "demo", "web")
+            say(
+                f"Prometheus at {monitoring.prometheus.url} (rule {demo_monitoring.ALERT} on the sandbox's "
+                f"demo/web), Alertmanager at {monitoring.alertmanager.url}: the assessment measures"
+            )
+        else:
+            say(f"no Prometheus/Alertmanager: the assessment's verdict will be 'unknown' ({unmeasured})")
         airflow.port = free_port()
         airflow.environment()  # creates the login, which the intake plugin uses for the REST API
         token = airflow.secret(WEBHOOK_TOKEN_KEY)
@@ -254,6 +315,8 @@ def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) ->
             "KUBERNAUT_WEBHOOK_TOKEN": token,
             "KUBERNAUT_AIRFLOW_USERNAME": airflow.username,
             "KUBERNAUT_AIRFLOW_PASSWORD": airflow.password,
+            "KUBERNAUT_CONFIG": str(write_config(workdir)),
+            **(monitoring.connection_env() if unmeasured is None else {}),
         }
         say(
             "starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite, "
@@ -270,6 +333,12 @@ def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) ->
             say(f"import errors: {errors['import_errors']}")
         api.patch(f"/dags/{DEMO_TEMPLATE_DAG}", json={"is_paused": False}).raise_for_status()
         say(f"unpaused {DEMO_TEMPLATE_DAG}; the other {len(dags) - 1} stay paused")
+        wait(lambda: api.get(f"/dags/{ASSESSMENT_DAG_ID}").status_code == 200, 60, f"DAG {ASSESSMENT_DAG_ID}")
+        api.patch(f"/dags/{ASSESSMENT_DAG_ID}", json={"is_paused": False}).raise_for_status()
+        say(
+            f"unpaused {ASSESSMENT_DAG_ID}: every run is assessed "
+            f"{DEMO_ASSESS_AFTER} after it ends, over a {DEMO_ASSESS_WINDOW} window"
+        )
 
         wait(lambda: deployment_health(sandbox, "demo", "web")[1] == 3, 60, "demo/web to be Ready")
         sandbox.inject_fault("crashloop", "demo", "web")
@@ -278,6 +347,10 @@ def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) ->
         say(f"fault injected: demo/web wants {desired}, {ready} Ready, {crashing} in CrashLoopBackOff")
 
         alert = {**DEMO_ALERT, "startsAt": now_rfc3339()}
+        if unmeasured is None:  # the alert as Prometheus fired it and Alertmanager has it
+            fired = monitoring.wait_firing(demo_monitoring.ALERT, {"namespace": "demo", "deployment": "web"})
+            alert = demo_monitoring.webhook_alert(fired)
+            say(f"{demo_monitoring.ALERT} firing in Alertmanager since {alert['startsAt']}")
         webhook = f"{airflow.url}/kubernaut/alerts"
         decision = send_alert(webhook, token, alert)
         say(f"alert {alert['labels']['alertname']} posted to {webhook}")
@@ -302,19 +375,30 @@ def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) ->
             + ("FAULT FIXED" if fixed else "NOT FIXED")
         )
         say(f"see it in the UI: {airflow.url}/dags/{DEMO_TEMPLATE_DAG}/runs/{run_id}")
+        assess_run = assessment_run_id(DEMO_TEMPLATE_DAG, run_id)
+        say(f"waiting for its effectiveness assessment (run {assess_run} of {ASSESSMENT_DAG_ID}) ...")
+        say_assessment(wait_for_assessment(history_url, run_id))
+
+        def assessed() -> str | None:  # the run the UI shows, as its REST API says
+            state = api.get(f"/dags/{ASSESSMENT_DAG_ID}/dagRuns/{assess_run}").json().get("state")
+            return state if state in ("success", "failed") else None
+
+        say(f"assessment run {assess_run}: {wait(assessed, 60, 'the assessment run to end', interval=1)}")
+        say(f"the assessment in the UI: {airflow.url}/dags/{ASSESSMENT_DAG_ID}/runs/{assess_run}")
         if keep_running and fixed:
             say(f"login {airflow.username} / {airflow.password} (saved in {airflow.secrets_file})")
             print_how_to_use(airflow, api, workdir, history_url, run_id)
             say("Airflow and the sandbox keep running; Ctrl-C (or SIGTERM) stops them.")
             while True:
                 time.sleep(3600)
-        say("the run's history (steps, undo journal) stays in PostgreSQL:")
+        say("the run's history (steps, undo journal, assessment) stays in PostgreSQL:")
         say_command(f"AIRFLOW_CONN_KUBERNAUT_HISTORY={history_url} {runnable()} history show {run_id}")
         return 0 if fixed else 1
     finally:
         _ignore_stop_signals()
         say("stopping Airflow and the sandbox ...")
         airflow.stop()
+        monitoring.stop()
         sandbox.stop()
         say("stopped")
 

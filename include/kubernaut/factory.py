@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,6 +36,8 @@ from kubernaut.operators.rollback import (
     rollback_on_failure,
 )
 from kubernaut.operators.runner import StepSpec
+from kubernaut.paths import TEMPLATES_DIR_ENV as TEMPLATES_DIR_ENV  # where it is defined now
+from kubernaut.paths import templates_dir
 from kubernaut.templates.cache import TemplateCache, default_cache
 from kubernaut.templates.errors import TemplateLoadError
 from kubernaut.templates.loader import (
@@ -50,7 +51,6 @@ from kubernaut.templates.model import DAG_ID_PREFIX, NAME_PATTERN, Rollback, Ste
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR_ENV = "KUBERNAUT_TEMPLATES_DIR"
 BROKEN_DAG_ID = "kubernaut_broken_templates"
 NONE_FAILED = "none_failed"  # a step skipped by its condition must not skip its dependents
 
@@ -64,13 +64,6 @@ class BrokenTemplatesDag(DAG):
 
     def validate(self) -> None:
         raise TemplateImportError(self.doc_md or "broken templates")
-
-
-def templates_dir(default: Path | None = None) -> Path:
-    env = os.environ.get(TEMPLATES_DIR_ENV)
-    if env:
-        return Path(env)
-    return default if default is not None else Path.cwd() / "templates"
 
 
 def upstream_closure(deps: dict[str, list[str]]) -> dict[str, list[str]]:

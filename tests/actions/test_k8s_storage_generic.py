@@ -15,9 +15,9 @@ from kubernaut.actions import (
     ActionError,
     NotRestorable,
     PreconditionFailed,
-    k8s_storage,
     registry,
 )
+from kubernaut.actions.kubernetes import storage
 from kubernaut.policy import PolicyViolation
 from kubernaut.sandbox import SandboxCluster
 from tests.actions.conftest import ConflictOnce, bump_annotation, policy_ctx
@@ -250,9 +250,9 @@ def test_create_snapshot_names_are_stable_per_run_and_never_adopt_others(
     cluster.apply(storage_class("fast", True))
     claim(cluster, "data")
     claim(cluster, "other")
-    monkeypatch.setattr(k8s_storage, "run_identity", lambda: "dag/run-1/snapshot")
-    first = k8s_storage.derived_name("demo", "data")
-    assert first == k8s_storage.derived_name("demo", "data") != k8s_storage.derived_name("demo", "other")
+    monkeypatch.setattr(storage, "run_identity", lambda: "dag/run-1/snapshot")
+    first = storage.derived_name("demo", "data")
+    assert first == storage.derived_name("demo", "data") != storage.derived_name("demo", "other")
     # Even with the journal lost, the same run's retry finds its own snapshot instead of a second one.
     _, _, one = run(ctx, "create_snapshot", namespace="demo", pvc="data")
     _, _, two = run(ctx, "create_snapshot", namespace="demo", pvc="data")

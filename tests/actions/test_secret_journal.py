@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kubernaut.actions.k8s_config import RotateSecret
+from kubernaut.actions.kubernetes.config import RotateSecret
 from kubernaut.sandbox import SandboxCluster
 from kubernaut.testing import (
     UndoJournal,

@@ -27,6 +27,7 @@ from kubernaut.local_stack import stop_process_tree
 from tests.conftest import REPO
 
 ASSESSMENT = "kubernaut_assessment"  # built by the entry file beside the templates' DAGs
+MAINTENANCE = "kubernaut_maintenance"  # the history prune, dags/kubernaut_maintenance.py
 BUNDLE = "kubernaut"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 SHIPPED = ("pod-crash-recovery", "pod-diagnostics")
@@ -215,13 +216,14 @@ def processor(tmp_path: Path) -> Iterator[Processor]:
 def test_templates_from_git_commit_break_revert(processor: Processor) -> None:
     repo = processor.repo
     head = git(repo, "rev-parse", "HEAD")
-    shipped = {ASSESSMENT, *(dag_id(t) for t in SHIPPED)}  # with the entry file's own assessment DAG
+    shipped = {ASSESSMENT, MAINTENANCE, *(dag_id(t) for t in SHIPPED)}  # with kubernaut's own DAGs
 
     # 1. The repository's templates become DAGs, parsed from the bundle's checkout.
     processor.wait(lambda: processor.active() == shipped or None, "the initial DAGs")
     checkout = processor.storage / BUNDLE / "tracking_repo"
-    for dag in processor.dags().values():
-        assert dag.fileloc == str(checkout / "dags" / "kubernaut_dags.py")
+    for name, dag in processor.dags().items():
+        entry = "kubernaut_maintenance.py" if name == MAINTENANCE else "kubernaut_dags.py"
+        assert dag.fileloc == str(checkout / "dags" / entry)
         assert dag.bundle_version == head
     assert (checkout / "templates" / "pod-diagnostics.yaml").is_file()
     assert not (checkout / "include").exists()  # kubernaut comes from the installed package

@@ -75,8 +75,13 @@ def test_failure_at_any_step_restores_the_cluster(
     )
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
 
-    assert str(dr.state) == "failed"
     assert states[step] in ("failed", "skipped"), states  # a step skipped by its condition cannot fail
+    if states[step] == "skipped" and str(dr.state) == "success":
+        # A branch for another kind of owner (e.g. the StatefulSet step when the pod's owner is
+        # a Deployment): the failure never fired, the run is what it is without it.
+        assert states["rollback"] == "skipped" and states["finalize"] == "success", states
+        return
+    assert str(dr.state) == "failed"
     if states[step] == "failed":
         assert states["finalize"] == "failed"
     assert states["rollback"] in ("success", "skipped")

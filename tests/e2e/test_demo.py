@@ -26,6 +26,7 @@ import psutil
 import psycopg2
 import pytest
 
+from kubernaut import demo_monitoring
 from kubernaut.demo import HISTORY_DB
 from kubernaut.local_stack import machine_parallelism
 from tests.conftest import REPO
@@ -81,7 +82,7 @@ def _cmdline(process: psutil.Process) -> str:
 
 def _alive(process: psutil.Process) -> bool:
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -174,6 +175,26 @@ def _assert_fault_fixed(out: str) -> str:
     return run_id.group(1)
 
 
+def _assert_assessed(out: str) -> str:
+    """The run's assessment, as the demo printed it: measured with the Prometheus and
+    Alertmanager it started (the alert it posted resolved after the fix), else unknown."""
+    unmeasured = demo_monitoring.missing()
+    if unmeasured is None:
+        assert "KubeDeploymentReplicasMismatch firing in Alertmanager since" in out
+        assert "assessment: effective (score 1.00, after 15s + window 20s)" in out, out
+        assert re.search(r"alert_gone\s+1\.00", out), out
+        assert re.search(r"target_health\s+1\.00", out), out
+        verdict = "effective"
+    else:
+        assert f"the assessment's verdict will be 'unknown' ({unmeasured})" in out
+        assert "assessment: unknown" in out, out
+        verdict = "unknown"
+    link = re.search(r"the assessment in the UI: \S+/dags/kubernaut_assessment/runs/(\S+)", out)
+    assert link and link.group(1).startswith("assess__kubernaut_deployment_replica_mismatch__"), out
+    assert f"assessment run {link.group(1)}: success" in out, out  # the run the UI lists
+    return verdict
+
+
 def test_demo_fixes_the_fault_hints_work_and_sigterm_stops_every_process(
     tmp_path: Path, history_db: str
 ) -> None:
@@ -182,6 +203,7 @@ def test_demo_fixes_the_fault_hints_work_and_sigterm_stops_every_process(
     try:
         out = demo.wait_for("keep running", timeout=540)
         run_id = _assert_fault_fixed(out)
+        verdict = _assert_assessed(out)
         assert f"remediation history in {PG_SERVER}/{history_db}" in out
 
         # Parallelism fits the machine: LocalExecutor forks that many workers.
@@ -214,6 +236,7 @@ def test_demo_fixes_the_fault_hints_work_and_sigterm_stops_every_process(
         shown = _run(show)
         assert shown.returncode == 0, shown.stderr
         assert run_id in shown.stdout and "rollout-restart" in shown.stdout
+        assert f"assessment: {verdict}" in shown.stdout, shown.stdout  # stored in the history
 
         assert len(demo.tree) > machine_parallelism() + 5  # the tree was seen: workers and all
         demo.proc.send_signal(signal.SIGTERM)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from kubernaut import demo_monitoring
 from kubernaut.local_stack import machine_parallelism, stop_process_tree
 from tests.conftest import REPO
 
@@ -32,7 +33,7 @@ time.sleep(600)
 
 def _alive(process: psutil.Process) -> bool:
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -103,13 +104,27 @@ def test_demo_stops_what_it_started_on_hangup(tmp_path: Path) -> None:
         assert run.returncode == 128 + signal.SIGHUP, run.stdout + run.stderr
         assert "[demo] stopped" in run.stdout
         assert not psutil.pid_exists(sandbox_pid) or not _alive(psutil.Process(sandbox_pid))
+        if demo_monitoring.missing() is None:  # started before Airflow: stopped with the rest
+            assert "[demo] Prometheus at" in run.stdout, run.stdout
+        assert _monitoring_left(tmp_path / "work" / "monitoring") == []
     finally:
         if psutil.pid_exists(sandbox_pid) and "kubernaut.sandbox" in " ".join(_cmdline(sandbox_pid)):
             psutil.Process(sandbox_pid).kill()
 
 
+def _monitoring_left(workdir: Path) -> list[str]:
+    """Prometheus / Alertmanager processes of that demo still alive (their flags name its dir)."""
+    left = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        line = " ".join(process.info.get("cmdline") or [])
+        if str(workdir) in line and _alive(process):
+            process.kill()
+            left.append(f"{process.pid} {line[:100]}")
+    return left
+
+
 def _cmdline(pid: int) -> list[str]:
     try:
-        return psutil.Process(pid).cmdline()
+        return list(psutil.Process(pid).cmdline())
     except psutil.Error:
         return []

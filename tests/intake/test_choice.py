@@ -5,6 +5,7 @@ in PostgreSQL, where the figures come from runs and their assessments."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -120,6 +121,27 @@ def test_the_effective_template_is_chosen_at_least_90_percent_after_k_runs() -> 
     assert 0.35 <= rates[0] <= 0.65  # no evidence yet: a coin toss
     assert min(rates[14:]) >= 0.9, rates  # K = 15 and later
     assert sum(fixed[14:]) / 6 > 0.8
+
+
+def test_the_sandbox_bench_feeds_real_run_outcomes_back_into_the_choice() -> None:
+    """A short run of the default mode: each chosen template really runs against the crash-loop
+    fault in a sandbox, the target-health probe judges it, and the next choice reads it back
+    from the history. pod-diagnostics' prior (90) is above pod-crash-recovery's (50)."""
+    bench = _bench()
+    rounds = bench.sandbox_bench(rounds=4, trials=1, seed=1, quiet=True, bad_priority=90)
+    assert [r.k for r in rounds] == [1, 2, 3, 4]
+    for r in rounds:  # measured in the sandbox: only the restart fixes the crash loop
+        assert r.effective == (r.template == bench.SANDBOX_GOOD), r
+        assert r.verdict == ("FIXED" if r.effective else "CHANGED NOTHING"), r
+    assert "unhealthy" in next(r.reason for r in rounds if not r.effective)
+    for before, after in itertools.pairwise(rounds):  # each outcome is evidence next time
+        runs = sum(r.template == before.template for r in rounds[: before.k])
+        wins = sum(r.effective for r in rounds[: before.k] if r.template == before.template)
+        assert f"{before.template}: {wins}/{runs} effective" in after.chosen_because, after.chosen_because
+    assert rounds[0].template == bench.SANDBOX_BAD  # the higher prior is tried first (seeded)
+    assert rounds[-1].template == bench.SANDBOX_GOOD
+    windows = bench.windows(rounds, 4, 2)
+    assert [(first, last) for first, last, _ in windows] == [(1, 2), (3, 4)]
 
 
 # -- through the intake's HTTP path with the real history ---------------------------------------

@@ -52,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
 
 
 def _start_run(api: httpx.Client, dag: str, run_id: str, alertname: str) -> str:
-    wait(lambda: api.get(f"/dags/{dag}").status_code == 200, 120, f"DAG {dag} to be parsed")
+    wait(lambda: api.get(f"/dags/{dag}").status_code == 200, 300, f"DAG {dag} to be parsed")
     api.patch(f"/dags/{dag}", json={"is_paused": False}).raise_for_status()
     alert = {"status": "firing", "labels": {"alertname": alertname, "node": NODE}, "fingerprint": run_id}
     body = {"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}}
@@ -95,7 +95,7 @@ def test_reject_declines_the_run_and_rolls_back_the_cordon(stack: LiveStack) -> 
     run = _start_run(api, "kubernaut_node_not_ready", run_id, "KubeNodeNotReady")
     wait(
         lambda: _task_states(api, run).get("approve-drain-node") == "awaiting_input",
-        120,
+        300,  # the run's first steps on a fresh stack: minutes on a loaded CI machine
         "the approval request",
     )
     assert _unschedulable(stack)  # cordoned before the gate
@@ -104,7 +104,7 @@ def test_reject_declines_the_run_and_rolls_back_the_cordon(stack: LiveStack) -> 
     )
     assert answer.status_code == 200, answer.text
 
-    assert _finished(api, run, 180) == "failed"  # declined is not green
+    assert _finished(api, run, 360) == "failed"  # declined is not green
     states = _task_states(api, run)
     assert states["approve-drain-node"] == "success"
     assert states["drain-node"] == "skipped" and states["node-diagnostics"] == "skipped"
@@ -119,7 +119,7 @@ def test_unanswered_approval_fails_the_run_and_rolls_back(stack: LiveStack) -> N
     run_id = "approval-timeout-1"
     run = _start_run(api, "kubernaut_approval_probe", run_id, "ApprovalProbe")
 
-    assert _finished(api, run, 180) == "failed"
+    assert _finished(api, run, 360) == "failed"
     states = _task_states(api, run)
     assert states["cordon-node"] == "success"
     assert states["approve-inspect-node"] == "failed"  # timed out, not asked again on retry
@@ -140,7 +140,7 @@ def test_an_answered_gate_failed_by_airflow_reuses_the_answer_on_retry(stack: Li
     run = _start_run(api, "kubernaut_node_not_ready", run_id, "KubeNodeNotReady")
     wait(
         lambda: _task_states(api, run).get("approve-drain-node") == "awaiting_input",
-        120,
+        300,  # the run's first steps on a fresh stack: minutes on a loaded CI machine
         "the approval request",
     )
     with psycopg2.connect(f"{PG_SERVER}/{stack.databases[0]}") as conn, conn.cursor() as cur:
@@ -159,7 +159,7 @@ def test_an_answered_gate_failed_by_airflow_reuses_the_answer_on_retry(stack: Li
             (ti_id,),
         )
 
-    assert _finished(api, run, 180) == "success"
+    assert _finished(api, run, 360) == "success"
     states = _task_states(api, run)
     assert states["drain-node"] == "success" and states["rollback"] == "skipped"
     gate = api.get(f"{run}/taskInstances/approve-drain-node").json()

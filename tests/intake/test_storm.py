@@ -13,8 +13,9 @@ import pytest
 from kubernaut.live_stack import LiveStack, StormReport, run_storm
 
 DISTINCT, IDENTICAL = 50, 100
-# Starved, the intake took minutes per request (issue #8); unstarved it takes well under a second.
-MAX_POST_MS = 10_000
+# Starved, the intake took minutes per request (issue #8); unstarved it takes well under a second,
+# and up to ~30 s on a CI machine at load 20 (measured): the bound catches starvation, not speed.
+MAX_POST_MS = 60_000
 
 
 @pytest.fixture(scope="module")

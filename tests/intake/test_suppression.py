@@ -237,3 +237,156 @@ def test_route_checks_the_same_offline_with_a_kubeconfig(
     assert decided[other]["decision"] == "triggered"  # its node has no alert
     assert route_main(args) == 0  # without a cluster: routing alone, nothing suppressed
     assert {d["decision"] for d in json.loads(capsys.readouterr().out)} == {"triggered"}
+
+
+def deployment_pods(sb: KubeSandbox, name: str, replicas: int = 2) -> list[str]:
+    """A Deployment of its own (its pods owned through a ReplicaSet, as the controllers make
+    them), so no other test's runs or launches are about it; its scheduled pods' names."""
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "demo", "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": f"ghcr.io/example/{name}:1.0"}]},
+            },
+        },
+    }
+    client.AppsV1Api(sb.api_client()).create_namespaced_deployment("demo", body)
+    core = client.CoreV1Api(sb.api_client())
+    deadline = time.monotonic() + 30
+    while True:
+        pods = [
+            p.metadata.name
+            for p in core.list_namespaced_pod("demo", label_selector=f"app={name}").items
+            if p.spec.node_name and p.metadata.deletion_timestamp is None
+        ]
+        if len(pods) == replicas:
+            return sorted(pods)
+        assert time.monotonic() < deadline, f"pods of {name} not scheduled: {pods}"
+        time.sleep(0.1)
+
+
+def crash_loop_alert(pod: str, **labels: str) -> dict[str, Any]:
+    return webhook_alert(
+        "KubePodCrashLooping",
+        {"namespace": "demo", "pod": pod, "container": "app", "severity": "warning", **labels},
+    )
+
+
+def rollout_stuck_alert(deployment: str) -> dict[str, Any]:
+    return webhook_alert(
+        "KubeDeploymentRolloutStuck", {"namespace": "demo", "deployment": deployment, "severity": "warning"}
+    )
+
+
+def test_a_pod_crash_loop_while_its_deployment_is_remediated_names_that_alert(
+    server: IntakeServer, sandbox: KubeSandbox
+) -> None:
+    pods = deployment_pods(sandbox, "cart")
+    stuck = rollout_stuck_alert("cart")
+    launched = by_target(server.post(stuck))["cart"]
+    assert launched["decision"] == "triggered", launched
+    # The run was launched (the stand-in Airflow has it) and has not recorded itself yet: the
+    # launch record is what says the Deployment is being remediated.
+    assert launched["dag_run_id"] in server.airflow.runs
+    d = by_target(server.post(crash_loop_alert(pods[0])))[pods[0]]
+    assert d["decision"] == "suppressed", d
+    assert d["root_cause"] == {
+        "kind": "owner_run",
+        "owner": {"kind": "Deployment", "namespace": "demo", "name": "cart"},
+        "dag_run_id": launched["dag_run_id"],
+        "alertname": "KubeDeploymentRolloutStuck",
+        "fingerprint": stuck["fingerprint"],
+    }
+    assert "root cause: KubeDeploymentRolloutStuck" in d["reason"] and "Deployment/demo/cart" in d["reason"]
+    assert not [r for r in server.airflow.runs if pods[0] in json.dumps(server.airflow.runs[r]["conf"])]
+    # A pod of another Deployment is not a symptom of it.
+    other_pod = deployment_pods(sandbox, "till", replicas=1)[0]
+    assert by_target(server.post(crash_loop_alert(other_pod)))[other_pod]["decision"] == "triggered"
+
+
+def test_the_owner_alert_later_in_the_same_payload_suppresses_the_pod_alert(
+    server: IntakeServer, sandbox: KubeSandbox
+) -> None:
+    [pod] = deployment_pods(sandbox, "basket", replicas=1)
+    stuck = rollout_stuck_alert("basket")
+    # The symptom first: when it is decided, nothing is launched for the Deployment yet.
+    decided = by_target(server.post(crash_loop_alert(pod), stuck))
+    assert decided["basket"]["decision"] == "triggered", decided["basket"]
+    d = decided[pod]
+    assert d["decision"] == "suppressed", d
+    assert d["root_cause"] == {
+        "kind": "owner_alert",
+        "owner": {"kind": "Deployment", "namespace": "demo", "name": "basket"},
+        "alertname": "KubeDeploymentRolloutStuck",
+        "fingerprint": stuck["fingerprint"],
+        "source": "payload",
+    }
+    runs = [body["dag_id"] for body in server.airflow.runs.values() if "basket" in json.dumps(body["conf"])]
+    assert runs == ["kubernaut_deployment_rollout_stuck"]  # the Deployment's remedy, no pod restart
+
+
+@pytest.fixture(scope="module")
+def two_clusters(
+    tmp_path_factory: pytest.TempPathFactory, alertmanager: Alertmanager
+) -> Iterator[tuple[IntakeServer, KubeSandbox, KubeSandbox]]:
+    """Clusters A and B (two sandboxes, both with nodes sandbox-node-1/-2), mapped by the
+    ``cluster`` label, and an intake configured for both."""
+    config = parse_config(
+        {"clusters": {"cluster-a": "k8s_a", "cluster-b": "k8s_b"}, "blocking": {"backoff": {"base": 0}}},
+        "test",
+    )
+    previous = os.environ.get("AIRFLOW_CONN_ALERTMANAGER_DEFAULT")
+    os.environ["AIRFLOW_CONN_ALERTMANAGER_DEFAULT"] = json.dumps(
+        {"conn_type": "http", "host": alertmanager.url}
+    )
+    workdir = tmp_path_factory.mktemp("clusters")
+    try:
+        with (
+            kube_sandbox(workdir, conn_id="k8s_a") as a,
+            kube_sandbox(workdir, conn_id="k8s_b") as b,
+            history_database("kn_suppress_mc") as uri,
+            intake_server(uri, REPO / "templates", config) as srv,
+        ):
+            yield srv, a, b
+    finally:
+        if previous is None:
+            os.environ.pop("AIRFLOW_CONN_ALERTMANAGER_DEFAULT", None)
+        else:
+            os.environ["AIRFLOW_CONN_ALERTMANAGER_DEFAULT"] = previous
+
+
+def test_a_node_alert_of_one_cluster_does_not_suppress_pods_of_another(
+    two_clusters: tuple[IntakeServer, KubeSandbox, KubeSandbox],
+) -> None:
+    server, a, b = two_clusters
+    node = "sandbox-node-1"
+    deadline = time.monotonic() + 30
+    while not (pods_on(a, node) and pods_on(b, node)):
+        assert time.monotonic() < deadline, "demo pods not scheduled in both clusters"
+        time.sleep(0.1)
+    pod_a, pod_b = pods_on(a, node)[0][0], pods_on(b, node)[0][0]
+    node_alert = webhook_alert("KubeNodeNotReady", {"node": node, "cluster": "cluster-a"})
+    decided = {
+        (d["cluster"], d["target"]["name"]): d
+        for d in server.post(
+            webhook_alert("KubePodNotReady", {"namespace": "demo", "pod": pod_b, "cluster": "cluster-b"}),
+            webhook_alert("KubePodNotReady", {"namespace": "demo", "pod": pod_a, "cluster": "cluster-a"}),
+            node_alert,
+        )["decisions"]
+    }
+    # Cluster B's node of the same name has no alert: its pod's alert is no symptom.
+    assert decided[("cluster-b", pod_b)]["decision"] == "triggered", decided[("cluster-b", pod_b)]
+    in_a = decided[("cluster-a", pod_a)]
+    assert in_a["decision"] == "suppressed", in_a
+    assert in_a["root_cause"]["cluster"] == "cluster-a" and in_a["root_cause"]["node"] == node
+    # Later, the node alert seen recently (history) counts in its own cluster only, too.
+    later_b = webhook_alert("KubePodNotReady", {"namespace": "demo", "pod": pod_b, "cluster": "cluster-b"})
+    later_a = webhook_alert("KubePodNotReady", {"namespace": "demo", "pod": pod_a, "cluster": "cluster-a"})
+    again = {(d["cluster"], d["target"]["name"]): d for d in server.post(later_b, later_a)["decisions"]}
+    assert again[("cluster-b", pod_b)]["decision"] != "suppressed", again[("cluster-b", pod_b)]
+    assert again[("cluster-a", pod_a)]["root_cause"]["source"] == "history", again[("cluster-a", pod_a)]

@@ -306,7 +306,7 @@ def test_rollout_fault_and_series_fields_are_checked_when_read(tmp_path: Path) -
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "faults:\n"
-        "  - {type: image-pull, namespace: demo, statefulset: db}\n"
+        "  - {type: image-pull, namespace: demo, daemonset: db}\n"
         "prometheus:\n"
         "  series:\n"
         "    - {metric: up, value: 1, from: {kind: Pod, name: x, field: status.phase}}\n"
@@ -317,6 +317,9 @@ def test_rollout_fault_and_series_fields_are_checked_when_read(tmp_path: Path) -
     with pytest.raises(TemplateLoadError) as caught:
         load_scenario(bad, "pvc-expand")
     text = "\n".join(str(e) for e in caught.value.errors)
-    assert "faults[0]: the image-pull fault rolls out a Deployment: give `deployment` only" in text
+    assert (
+        "faults[0]: the image-pull fault rolls out a Deployment or StatefulSet: give `deployment` or "
+        "`statefulset` only" in text
+    )
     assert "prometheus.series[0]: give exactly one of `value`" in text
     assert "expect.notified[0].cuont: unknown field 'cuont'; did you mean 'count'?" in text

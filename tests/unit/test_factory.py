@@ -111,9 +111,9 @@ def test_broken_template_is_one_import_error_and_others_load(tmp_path: Path) -> 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KUBERNAUT_TEMPLATES_DIR", str(templates))
         bag = DagBag(str(dags_dir))
-    # One DAG per good template, and the assessment DAG (one run per remediation run).
+    # One DAG per good template, the assessment DAG (one run per remediation run), the prune's.
     assert sorted(bag.dags) == sorted(
-        ["kubernaut_assessment", *("kubernaut_" + g.replace("-", "_") for g in good)]
+        ["kubernaut_assessment", "kubernaut_maintenance", *("kubernaut_" + g.replace("-", "_") for g in good)]
     )
     assert BROKEN_DAG_ID not in bag.dags
     # The error comes from the file without remediation DAGs: Airflow marks every DAG of a

@@ -173,10 +173,11 @@ def test_parsing_the_entry_file_does_not_load_the_kubernetes_client(for_task: bo
     assert result["dags"] == expected and not result["errors"]
     assert "kubernaut.factory" in result["new"]  # the parse did import kubernaut
     # A worker imports only the action modules of its template's actions (and theirs).
-    assert ("kubernaut.actions.k8s_storage" in result["new"]) is not for_task
+    assert ("kubernaut.actions.kubernetes.storage" in result["new"]) is not for_task
     kube = [m for m in result["new"] if m.split(".")[0] == "kubernetes" or m.startswith("kubernaut.kube.")]
-    # names.py: DNS-1123 checks; quantity.py: parses a quota's limits; neither imports the client
-    assert set(kube) <= {"kubernaut.kube.names", "kubernaut.kube.quantity"}
+    # names.py: DNS-1123 checks; quantity.py: parses a quota's limits; errors.py: the KubeError
+    # classes the action contract translates; none of them imports the client
+    assert set(kube) <= {"kubernaut.kube.names", "kubernaut.kube.quantity", "kubernaut.kube.errors"}
 
 
 def test_builtin_action_map_matches_what_the_modules_declare() -> None:
@@ -202,7 +203,21 @@ def test_one_builtin_lookup_imports_only_its_module() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     module, package, imported = json.loads(out.stdout.strip().splitlines()[-1])
     assert module == "kubernaut.actions.custom" and package == "kubernaut (built-in)"
-    assert "kubernaut.actions.kubernetes" not in imported and "kubernaut.actions.k8s_nodes" not in imported
+    assert not [m for m in imported if m.startswith("kubernaut.actions.kubernetes.")]
+
+
+def test_a_kubernetes_lookup_imports_only_its_own_action_module() -> None:
+    """The kubernetes package holds one module per kind of object: importing it (which importing
+    any of them does) must not import the others."""
+    script = (
+        "import json, sys\n"
+        "from kubernaut.actions.registry import BUILTIN_MODULES, ActionRegistry\n"
+        "cls = ActionRegistry().get('kubernetes', 'drain_node')\n"
+        "print(json.dumps([cls.__module__, sorted(m for m in BUILTIN_MODULES if m in sys.modules)]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    module, imported = json.loads(out.stdout.strip().splitlines()[-1])
+    assert module == "kubernaut.actions.kubernetes.nodes" and imported == [module]
 
 
 def test_a_lookup_that_misses_the_shortcut_loads_everything() -> None:
@@ -215,7 +230,7 @@ def test_a_lookup_that_misses_the_shortcut_loads_everything() -> None:
 
 
 def test_action_modules_spell_out_the_same_workload_kinds() -> None:
-    from kubernaut.actions.k8s_workloads import WorkloadKind
+    from kubernaut.actions.kubernetes.rollouts import WorkloadKind
     from kubernaut.kube.workloads import WorkloadKind as KubeWorkloadKind
 
     assert typing.get_args(WorkloadKind) == typing.get_args(KubeWorkloadKind)

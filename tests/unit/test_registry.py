@@ -158,7 +158,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def test_bad_plugins_are_skipped_and_reported_with_their_packages(site: Path) -> None:
     reg = ActionRegistry()  # the built-ins plus whatever is installed: here the three plugins
-    from kubernaut.actions.kubernetes import RestartPod
+    from kubernaut.actions.kubernetes.pods import RestartPod
 
     assert reg.get("kubernetes", "restart_pod") is RestartPod  # a built-in keeps its name
     assert reg.get("custom", "wait").__module__ == "kubernaut.actions.custom"
@@ -173,7 +173,7 @@ def test_bad_plugins_are_skipped_and_reported_with_their_packages(site: Path) ->
     assert problems["acme-clash 2.0"] == (
         "action entry point 'restart_pod = acme_clash:RestartPod' of package acme-clash 2.0: "
         "action kubernetes/restart_pod (acme_clash.RestartPod) clashes with kubernetes/restart_pod of "
-        "package kubernaut (built-in) (kubernaut.actions.kubernetes.RestartPod); it was skipped: "
+        "package kubernaut (built-in) (kubernaut.actions.kubernetes.pods.RestartPod); it was skipped: "
         "give it another name (prefix it with your organisation's, e.g. acme_restart_pod)"
     )
     assert (
@@ -275,9 +275,13 @@ def test_dag_file_loads_every_dag_and_shows_the_plugin_problems(site: Path, tmp_
     [line] = [x for x in run.stdout.splitlines() if x.startswith("RESULT=")]
     result = json.loads(line.removeprefix("RESULT="))
     templates = sorted(p.stem for p in (REPO / "templates").glob("*.yaml"))
-    # every template's DAG, and the effectiveness assessment's own
+    # every template's DAG, the effectiveness assessment's own and the history prune's
     assert result["dags"] == sorted(
-        ["kubernaut_assessment", *("kubernaut_" + t.replace("-", "_") for t in templates)]
+        [
+            "kubernaut_assessment",
+            "kubernaut_maintenance",
+            *("kubernaut_" + t.replace("-", "_") for t in templates),
+        ]
     )
     assert BROKEN_DAG_ID not in result["dags"]
     [(path, error)] = result["errors"].items()

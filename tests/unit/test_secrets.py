@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from cryptography.fernet import Fernet
 
-from kubernaut.actions.k8s_config import RotateSecretParams, UpdateConfigMapParams
+from kubernaut.actions.kubernetes.config import RotateSecretParams, UpdateConfigMapParams
 from kubernaut.operators.runner import StepInputError, StepSpec, run_step
 from kubernaut.secrets import (
     REDACTED,

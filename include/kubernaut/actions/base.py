@@ -14,22 +14,28 @@ runs in the calling process.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kubernaut import policy as rules
+from kubernaut.errors import KubernautError
+from kubernaut.kube import errors as kube_errors
+from kubernaut.policy import Bounds
+from kubernaut.target import Target
 from kubernaut.waits.spec import WaitOutcome, WaitSpec, Wording
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from kubernaut.config import KubernautConfig
-    from kubernaut.policy import Bounds, Target
 
 ActionKind = Literal["kubernetes", "monitoring", "custom"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("kubernetes", "monitoring", "custom")
@@ -37,7 +43,7 @@ ACTION_KINDS: tuple[ActionKind, ...] = ("kubernetes", "monitoring", "custom")
 log = logging.getLogger(__name__)
 
 
-class ActionError(Exception):
+class ActionError(KubernautError):
     """An action failed for a reason a person can act on; the message says which."""
 
 
@@ -54,6 +60,86 @@ class NotRestorable(ActionError):
     an evicted or replaced pod cannot return). The rollback records the entry as
     ``not_restorable`` with this message as its reason; the run ends
     ``partially_rolled_back`` and is escalated."""
+
+
+# --- errors from the layers below, as the actions report them ----------------------------------
+# The helpers below the actions (kubernaut.kube, kubernaut.waits) and the policy rules raise their
+# own errors; an action's methods raise ActionErrors. The translation happens here only: every
+# method of the contract (``Action.run``, ``undo``, ...) passes what it raises through
+# ``as_action_error``. The translated classes keep the names the history records
+# ("NotFound: ...") and stay instances of the original classes, so ``except NotFound`` (the kube
+# one) still matches after the boundary.
+
+
+class NotFound(ActionError, kube_errors.NotFound):
+    """A 404 seen by an action."""
+
+
+class Conflict(ActionError, kube_errors.Conflict):
+    """A 409 seen by an action (after ``retry_on_conflict`` gave up, if it retried)."""
+
+
+class PolicyViolation(PreconditionFailed, rules.PolicyViolation):
+    """A mutating step refused by the safety policy: nothing has changed yet."""
+
+
+_SAME_NAME: dict[type[KubernautError], type[ActionError]] = {}
+
+
+def _action_error_class(cls: type[KubernautError]) -> type[ActionError]:
+    if issubclass(cls, kube_errors.NotFound):
+        return NotFound
+    if issubclass(cls, kube_errors.Conflict):
+        return Conflict
+    if issubclass(cls, kube_errors.NotReady):
+        return VerificationFailed  # a read-after-write confirmation that did not come in time
+    if issubclass(cls, rules.PolicyViolation):
+        return PolicyViolation
+    if cls.__module__ == kube_errors.__name__:
+        return ActionError  # any other API error: an ActionError, as it always was
+    # The services' errors (ServiceError, ConnectionProblem, ...): an ActionError of the same
+    # name that is still one of them (``except ServiceError`` matches; the history shows the name).
+    if cls not in _SAME_NAME:
+        _SAME_NAME[cls] = type(
+            cls.__name__, (ActionError, cls), {"__module__": __name__, "__doc__": cls.__doc__}
+        )
+    return _SAME_NAME[cls]
+
+
+def as_action_error(exc: KubernautError) -> ActionError:
+    """The ActionError an action raises for ``exc`` (same message, same attributes, same cause
+    and traceback); an ActionError is returned as it is."""
+    if isinstance(exc, ActionError):
+        return exc
+    cls = _action_error_class(type(exc))
+    translated = cls.__new__(cls)
+    Exception.__init__(translated, *exc.args)
+    translated.__dict__.update(exc.__dict__)
+    translated.__cause__, translated.__suppress_context__ = exc.__cause__, exc.__suppress_context__
+    return translated.with_traceback(exc.__traceback__)
+
+
+_Args = ParamSpec("_Args")
+_Result = TypeVar("_Result")
+
+
+def translated(method: Callable[_Args, _Result]) -> Callable[_Args, _Result]:
+    """``method`` with the errors of the layers below turned into ActionErrors."""
+    if getattr(method, "_translates_errors", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(*args: _Args.args, **kwargs: _Args.kwargs) -> _Result:
+        try:
+            return method(*args, **kwargs)
+        except KubernautError as exc:
+            if isinstance(exc, ActionError):
+                raise
+            error = as_action_error(exc)
+            raise error from error.__cause__  # the original cause (an ApiException), as before
+
+    wrapper._translates_errors = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 SENSITIVE = "sensitive"
@@ -199,9 +285,35 @@ class ActionContext:
 
 P = TypeVar("P", bound=ActionParams)
 
+# The contract's methods: in a subclass, each is wrapped by ``translated`` (the one place where
+# errors of the layers below become ActionErrors), so callers (the operators, the rollback, the
+# test-kit, tests) see ActionErrors whichever method they call.
+CONTRACT_METHODS = (
+    "precheck",
+    "run",
+    "after_wait",
+    "verify",
+    "undo",
+    "targets",
+    "bounds",
+    "is_mutating",
+    "no_undo_reason",
+    "start",
+    "pending_wait",
+    "finish",
+    "execute",
+)
+
 
 class Action(ABC, Generic[P]):
     """One remediation action. Subclasses set ``kind``, ``name``, ``Params``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in CONTRACT_METHODS:
+            method = cls.__dict__.get(name)
+            if inspect.isfunction(method):  # plain methods only (a staticmethod keeps its kind)
+                setattr(cls, name, translated(method))
 
     kind: ClassVar[ActionKind]
     name: ClassVar[str]
@@ -256,23 +368,18 @@ class Action(ABC, Generic[P]):
     def targets(self, ctx: ActionContext, params: P) -> list[Target]:
         """The objects a mutating step changes, for the safety policy. By default the
         namespace named by a ``namespace`` parameter, so its protection always applies."""
-        from kubernaut.policy import Target
-
         namespace = getattr(params, "namespace", None)
         return [Target("Namespace", None, namespace)] if isinstance(namespace, str) and namespace else []
 
     def bounds(self, ctx: ActionContext, params: P) -> Bounds:
         """Replica counts, resource factors and node cordons the step sets, for the policy."""
-        from kubernaut.policy import Bounds
-
         return Bounds()
 
+    @translated
     def start(self, ctx: ActionContext, params: P) -> ActionResult:
         """Policy, pre-check and run: everything before the wait."""
         mutating = self.is_mutating(params)
         if mutating:
-            from kubernaut.policy import check_policy
-
             check_policy(ctx, self, params)  # dry-run too: a rehearsal must show the refusal
         self.precheck(ctx, params)
         if mutating and not self.has_undo():
@@ -288,6 +395,7 @@ class Action(ABC, Generic[P]):
             return None
         return result.wait
 
+    @translated
     def finish(
         self, ctx: ActionContext, params: P, result: ActionResult, outcome: WaitOutcome | None
     ) -> ActionResult:
@@ -299,6 +407,7 @@ class Action(ABC, Generic[P]):
             self.verify(ctx, params, result)
         return result
 
+    @translated
     def execute(self, ctx: ActionContext, params: P) -> ActionResult:
         """The full sequence for one step, waiting in this process: policy, pre-check, run,
         the wait, post-validation."""
@@ -310,3 +419,48 @@ class Action(ABC, Generic[P]):
 
             outcome = wait_here(wait, ctx.kube_conn_id, ctx.logger)
         return self.finish(ctx, params, result, outcome)
+
+
+def _labels_of(ctx: ActionContext, target: Target) -> dict[str, str] | None:
+    """The target's labels (None: it does not exist)."""
+    from kubernaut.kube.objects import find_object
+
+    obj = find_object(ctx.api_client, target.kind, target.namespace or None, target.name)
+    if obj is None:
+        return None
+    labels: dict[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+    return labels
+
+
+def _unschedulable_nodes(ctx: ActionContext) -> set[str]:
+    from kubernaut.kube.clients import core
+
+    with kube_errors.api_errors("nodes"):
+        nodes = core(ctx).list_node().items
+    return {n.metadata.name for n in nodes if n.spec and n.spec.unschedulable}
+
+
+def _readable(kind: str) -> bool:
+    from kubernaut.kube.objects import CUSTOM_KINDS, KINDS
+
+    return kind in KINDS or kind in CUSTOM_KINDS
+
+
+@translated
+def check_policy(ctx: ActionContext, action: Action[Any], params: ActionParams) -> None:
+    """Consult the safety policy (``kubernaut.policy``) about what the step would change,
+    reading from the cluster only what the next rule needs; raise PolicyViolation (a
+    PreconditionFailed) on a refusal. Called before ``precheck``, in a dry run too."""
+    policy = ctx.config.policy
+    targets = action.targets(ctx, params)
+    for target in targets:
+        rules.check_protection(policy, target)
+        if rules.needs_labels(policy, target):
+            readable = _readable(target.kind)
+            labels = _labels_of(ctx, target) if readable else None
+            rules.check_labels(policy, target, labels, readable=readable)
+    what = rules.describe_change(targets, f"{action.kind}/{action.name}")
+    bounds = action.bounds(ctx, params)
+    rules.check_numbers(policy, bounds, what)
+    if bounds.cordon_nodes:
+        rules.check_cordons(policy, bounds, what, _unschedulable_nodes(ctx))

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BeforeValidator, Field, model_validator
 
 from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, wait_error
-from kubernaut.actions.k8s_workloads import WorkloadKind
-from kubernaut.actions.kubernetes import rollout_wait
+from kubernaut.actions.kubernetes.rollouts import WorkloadKind, rollout_wait
 from kubernaut.actions.registry import register
 from kubernaut.durations import Duration, format_duration
 from kubernaut.kube.names import NamespaceName, ObjectName

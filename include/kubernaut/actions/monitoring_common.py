@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import operator
 import time
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from kubernaut.actions.base import ActionContext
 from kubernaut.services.alertmanager import AlertmanagerClient
 from kubernaut.services.prometheus import PrometheusClient
+from kubernaut.waits.conditions import Condition as Condition  # defined with the waits that use it
 
 MAX_QUERY_LENGTH = 10_000
 MAX_WAIT = timedelta(hours=6)
@@ -26,31 +21,6 @@ def bounded_wait(value: timedelta | None) -> timedelta | None:
     if value is not None and value > MAX_WAIT:
         raise ValueError(f"wait_timeout must be at most {MAX_WAIT}")
     return value
-
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-
-
-class Condition(BaseModel):
-    """A threshold a value must satisfy, e.g. ``{op: "<", value: 0.5}``. NaN never satisfies."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    op: Literal["<", "<=", ">", ">=", "==", "!="]
-    value: float = Field(allow_inf_nan=False)
-
-    def holds(self, value: float) -> bool:
-        return not math.isnan(value) and _OPS[self.op](value, self.value)
-
-    def __str__(self) -> str:
-        return f"{self.op} {self.value:g}"
 
 
 def deadline(ctx: ActionContext) -> float:

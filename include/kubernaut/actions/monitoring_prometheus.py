@@ -31,6 +31,7 @@ from kubernaut.actions.monitoring_common import (
 )
 from kubernaut.actions.registry import register
 from kubernaut.durations import Duration
+from kubernaut.errors import KubernautError
 from kubernaut.services.prometheus import Series, format_labels
 from kubernaut.waits.spec import WaitOutcome
 
@@ -212,7 +213,7 @@ class CollectMetrics(Action[CollectMetricsParams]):
             for name, query in params.queries.items():
                 try:
                     samples = client.query(query, deadline=deadline(ctx))
-                except ActionError as exc:
+                except KubernautError as exc:  # a refused or failed query (a ServiceError)
                     if params.strict:
                         raise
                     ctx.logger.warning("collect_metrics: %s: %s", name, exc)

@@ -34,21 +34,26 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "kubernaut.actions"
 BUILTIN_PACKAGE = "kubernaut (built-in)"
 BUILTIN_MODULES = (
-    "kubernaut.actions.kubernetes",
-    "kubernaut.actions.k8s_workloads",
-    "kubernaut.actions.k8s_nodes",
-    "kubernaut.actions.k8s_config",
-    "kubernaut.actions.k8s_network",
-    "kubernaut.actions.k8s_storage",
-    "kubernaut.actions.k8s_generic",
-    "kubernaut.actions.statefulsets",
-    "kubernaut.actions.daemonsets",
-    "kubernaut.actions.jobs",
-    "kubernaut.actions.quotas",
-    "kubernaut.actions.cluster_api",
-    "kubernaut.actions.certificates",
-    "kubernaut.actions.rbac",
-    "kubernaut.actions.node_disk",
+    "kubernaut.actions.kubernetes.pods",
+    "kubernaut.actions.kubernetes.pod_quarantine",
+    "kubernaut.actions.kubernetes.pod_probes",
+    "kubernaut.actions.kubernetes.deployments",
+    "kubernaut.actions.kubernetes.container_resources",
+    "kubernaut.actions.kubernetes.statefulsets",
+    "kubernaut.actions.kubernetes.daemonsets",
+    "kubernaut.actions.kubernetes.jobs",
+    "kubernaut.actions.kubernetes.nodes",
+    "kubernaut.actions.kubernetes.node_disk",
+    "kubernaut.actions.kubernetes.machines",
+    "kubernaut.actions.kubernetes.config",
+    "kubernaut.actions.kubernetes.config_rollback",
+    "kubernaut.actions.kubernetes.storage",
+    "kubernaut.actions.kubernetes.capacity",
+    "kubernaut.actions.kubernetes.access",
+    "kubernaut.actions.kubernetes.certificates",
+    "kubernaut.actions.kubernetes.patch",
+    "kubernaut.actions.kubernetes.diagnostics",
+    "kubernaut.actions.kubernetes.cluster_health",
     "kubernaut.actions.monitoring",
     "kubernaut.actions.custom",
     "kubernaut.actions.monitoring_prometheus",
@@ -64,51 +69,66 @@ BUILTIN_MODULES = (
 # (tests/unit/test_registry.py checks that this matches what the modules declare).
 BUILTIN_ACTIONS: dict[tuple[str, str], str] = {
     **{
-        ("kubernetes", name): "kubernaut.actions.kubernetes"
+        ("kubernetes", name): "kubernaut.actions.kubernetes.pods"
+        for name in ("delete_pod", "get_pod_logs", "get_pod_status", "restart_pod", "rollback_pod_restart")
+    },
+    ("kubernetes", "quarantine_pod"): "kubernaut.actions.kubernetes.pod_quarantine",
+    ("kubernetes", "inspect_liveness_probe"): "kubernaut.actions.kubernetes.pod_probes",
+    **{
+        ("kubernetes", name): "kubernaut.actions.kubernetes.deployments"
         for name in (
             "get_deployment_status",
-            "get_pod_logs",
-            "get_pod_status",
-            "restart_pod",
-            "rollback_pod_restart",
+            "rollback_deployment",
             "rollout_restart_deployment",
             "scale_deployment",
         )
     },
+    ("kubernetes", "increase_resources"): "kubernaut.actions.kubernetes.container_resources",
     **{
-        ("kubernetes", name): "kubernaut.actions.k8s_workloads"
+        ("kubernetes", name): "kubernaut.actions.kubernetes.statefulsets"
         for name in (
-            "delete_pod",
-            "increase_resources",
-            "restart_daemonset",
-            "rollback_deployment",
+            "get_statefulset_status",
+            "increase_statefulset_resources",
+            "restart_statefulset",
+            "rollback_statefulset",
             "scale_statefulset",
-            "update_hpa",
         )
     },
     **{
-        ("kubernetes", name): "kubernaut.actions.k8s_nodes"
+        ("kubernetes", name): "kubernaut.actions.kubernetes.daemonsets"
+        for name in ("restart_daemonset", "rollback_daemonset")
+    },
+    **{
+        ("kubernetes", name): "kubernaut.actions.kubernetes.jobs"
+        for name in ("delete_job", "rerun_job", "suspend_cronjob")
+    },
+    **{
+        ("kubernetes", name): "kubernaut.actions.kubernetes.nodes"
         for name in ("cordon_node", "drain_node", "taint_node", "uncordon_node", "untaint_node")
     },
-    ("kubernetes", "rotate_secret"): "kubernaut.actions.k8s_config",
-    ("kubernetes", "update_configmap"): "kubernaut.actions.k8s_config",
-    ("kubernetes", "quarantine_pod"): "kubernaut.actions.k8s_network",
-    ("kubernetes", "create_snapshot"): "kubernaut.actions.k8s_storage",
-    ("kubernetes", "expand_pvc"): "kubernaut.actions.k8s_storage",
-    ("kubernetes", "collect_diagnostics"): "kubernaut.actions.k8s_generic",
-    ("kubernetes", "patch_resource"): "kubernaut.actions.k8s_generic",
-    ("kubernetes", "rollback_statefulset"): "kubernaut.actions.statefulsets",
-    ("kubernetes", "restart_statefulset"): "kubernaut.actions.statefulsets",
-    ("kubernetes", "rollback_daemonset"): "kubernaut.actions.daemonsets",
-    ("kubernetes", "delete_job"): "kubernaut.actions.jobs",
-    ("kubernetes", "rerun_job"): "kubernaut.actions.jobs",
-    ("kubernetes", "suspend_cronjob"): "kubernaut.actions.jobs",
-    ("kubernetes", "update_resource_quota"): "kubernaut.actions.quotas",
-    ("kubernetes", "scale_node_group"): "kubernaut.actions.cluster_api",
-    ("kubernetes", "replace_node"): "kubernaut.actions.cluster_api",
-    ("kubernetes", "renew_certificate"): "kubernaut.actions.certificates",
-    ("kubernetes", "remove_role_binding_subject"): "kubernaut.actions.rbac",
-    ("kubernetes", "cleanup_node_disk"): "kubernaut.actions.node_disk",
+    ("kubernetes", "cleanup_node_disk"): "kubernaut.actions.kubernetes.node_disk",
+    **{
+        ("kubernetes", name): "kubernaut.actions.kubernetes.machines"
+        for name in ("replace_node", "scale_node_group")
+    },
+    **{
+        ("kubernetes", name): "kubernaut.actions.kubernetes.config"
+        for name in ("rotate_secret", "update_configmap")
+    },
+    ("kubernetes", "rollback_config_change"): "kubernaut.actions.kubernetes.config_rollback",
+    **{
+        ("kubernetes", name): "kubernaut.actions.kubernetes.storage"
+        for name in ("create_snapshot", "expand_pvc")
+    },
+    **{
+        ("kubernetes", name): "kubernaut.actions.kubernetes.capacity"
+        for name in ("update_hpa", "update_resource_quota")
+    },
+    ("kubernetes", "remove_role_binding_subject"): "kubernaut.actions.kubernetes.access",
+    ("kubernetes", "renew_certificate"): "kubernaut.actions.kubernetes.certificates",
+    ("kubernetes", "patch_resource"): "kubernaut.actions.kubernetes.patch",
+    ("kubernetes", "collect_diagnostics"): "kubernaut.actions.kubernetes.diagnostics",
+    ("kubernetes", "collect_cluster_health"): "kubernaut.actions.kubernetes.cluster_health",
     ("monitoring", "validate_deployment_ready"): "kubernaut.actions.monitoring",
     ("monitoring", "validate_no_oom_kills"): "kubernaut.actions.monitoring",
     ("monitoring", "validate_pod_health"): "kubernaut.actions.monitoring",

@@ -1,4 +1,4 @@
-"""`kubernaut history`: migrate the schema, list recent runs, show one run in detail."""
+"""`kubernaut history`: migrate the schema, list recent runs, show one run in detail, prune."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     eff.add_argument("--alert", help="alert name")
     eff.add_argument("--template", help="template name")
     eff.add_argument("--json", action="store_true")
+    prune = sub.add_parser(
+        "prune", help="delete what is older than the configuration's retention (per table, in batches)"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    prune.add_argument("--batch-size", type=int, help="rows per transaction (default: retention.batch_size)")
+    prune.add_argument("--json", action="store_true")
     return parser
 
 
@@ -116,6 +122,31 @@ def _print_effectiveness(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def _prune(history: History, args: argparse.Namespace) -> int:
+    from kubernaut.config import ConfigError, load_config
+    from kubernaut.history.retention import prune
+
+    try:
+        retention = load_config().retention
+    except ConfigError as exc:
+        print(f"kubernaut history prune: {exc}", file=sys.stderr)
+        return 2
+    if args.batch_size is not None and args.batch_size < 1:
+        print("kubernaut history prune: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    report = prune(history, retention, dry_run=args.dry_run, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    verb = "would delete" if report.dry_run else "deleted"
+    for table, rows in report.deleted.items():
+        print(f"{table:28} {verb} {rows}")
+    kept = [k for k, at in report.cutoffs.items() if at is None]
+    tail = f"; kept for ever: {', '.join(kept)}" if kept else ""
+    print(f"total {verb} {sum(report.deleted.values())} in {report.seconds:.2f}s{tail}")
+    return 0
+
+
 UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
 
 
@@ -155,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps(rows, default=str, indent=2)) if args.json else _print_runs(rows)
             return 0
+        if args.command == "prune":
+            return _prune(history, args)
         if args.command == "effectiveness":
             from kubernaut.durations import parse_duration
 

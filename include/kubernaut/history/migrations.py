@@ -167,6 +167,33 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX kubernaut_assessments_assessed ON kubernaut_assessments (assessed_at DESC);
         """,
     ),
+    (
+        8,
+        "escalations sent through notifiers (once per run or alert occurrence and outcome); retention",
+        """
+        CREATE TABLE kubernaut_escalations (
+            id          BIGSERIAL PRIMARY KEY,
+            run_id      BIGINT REFERENCES kubernaut_runs (id) ON DELETE CASCADE,
+            subject     TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            alert_name  TEXT NOT NULL DEFAULT '',
+            template    TEXT NOT NULL DEFAULT '',
+            target      TEXT NOT NULL DEFAULT '',
+            reason      TEXT NOT NULL DEFAULT '',
+            url         TEXT NOT NULL DEFAULT '',
+            status      TEXT NOT NULL DEFAULT 'sending',
+            deliveries  JSONB NOT NULL DEFAULT '[]',
+            attempts    INTEGER NOT NULL DEFAULT 1,
+            created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+            updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+            UNIQUE (subject, kind)
+        );
+        CREATE INDEX kubernaut_escalations_run ON kubernaut_escalations (run_id);
+        CREATE INDEX kubernaut_escalations_created ON kubernaut_escalations (created_at);
+        CREATE INDEX kubernaut_runs_finished ON kubernaut_runs (finished_at) WHERE status <> 'running';
+        CREATE INDEX kubernaut_unblocks_at ON kubernaut_unblocks (unblocked_at);
+        """,
+    ),
 ]
 
 

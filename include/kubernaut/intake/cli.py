@@ -14,12 +14,13 @@ from typing import Any
 
 from kubernaut.clusters import ClusterMap
 from kubernaut.config import ConfigError, SuppressionConfig, load_config
-from kubernaut.factory import templates_dir
 from kubernaut.history import DEFAULT_CONN_ID
 from kubernaut.intake.decisions import Decider, HistoryReader
 from kubernaut.intake.payload import PayloadError, parse_payload
 from kubernaut.intake.routing import Router
 from kubernaut.intake.suppression import KubeLookup, Suppressor, alertmanager_source
+from kubernaut.paths import templates_dir
+from kubernaut.template_params import TemplateParameters
 from kubernaut.templates import load_templates
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -101,8 +102,11 @@ def route_main(argv: list[str] | None = None) -> int:
     )
     decider.blocking = config.blocking
     decider.choice = config.choice
+    decider.parameters = TemplateParameters.from_config(config)
     if args.kubeconfig and config.suppression.enabled:
         decider.suppressor = _route_suppressor(args, config.suppression, list(payload.alerts))
+        decider.suppressor.clusters = decider.clusters
+        decider.suppressor.routed = lambda labels: decider.router.route(labels) is not None
     print(json.dumps([decider.decide(alert).to_dict() for alert in payload.alerts], indent=2))
     return EXIT_OK
 

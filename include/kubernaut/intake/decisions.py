@@ -1,11 +1,13 @@
 """One decision per alert: route it, apply the safety checks, launch at most one run.
 
-Order matters and is cheapest-first: resolved -> no_template -> no_target -> protected
-(no I/O), then duplicate (history) -> paused (Airflow, cached) -> suppressed (the cluster,
-Alertmanager, history; ``kubernaut.intake.suppression``) -> blocked (consecutive failures,
-ineffective chain) -> busy -> cooldown -> backoff (history, inside the per-target claim;
-``kubernaut.intake.backoff``) -> trigger. The I/O-free checks live here; the launching flow
-(claim, launch record, POST) is ``kubernaut.intake.launcher``. See docs/blocking.md.
+Order matters and is cheapest-first: resolved -> no_template -> no_target -> no_cluster ->
+protected (no I/O; an alert whose labels name no object takes the template's declared
+``target:`` once its cluster is known, ``kubernaut.intake.targets``), then duplicate
+(history) -> paused (Airflow, cached) -> suppressed (the cluster, Alertmanager, history;
+``kubernaut.intake.suppression``) -> blocked (consecutive failures, ineffective chain) -> busy
+-> cooldown -> backoff (history, inside the per-target claim; ``kubernaut.intake.backoff``) ->
+trigger. The I/O-free checks live here; the launching flow (claim, launch record, POST) is
+``kubernaut.intake.launcher``. See docs/blocking.md.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from kubernaut.intake.evidence import template_outcomes
 from kubernaut.intake.payload import Alert
 from kubernaut.intake.routing import Route, Router, informational
 from kubernaut.intake.suppression import Suppressor
+from kubernaut.intake.targets import TargetUnresolved, template_target
+from kubernaut.template_params import TemplateParameters
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_FAILURES = 3
@@ -248,6 +252,9 @@ class Decider:
         self.launch_grace = launch_grace
         self.clock = clock
         self.choice = ChoiceConfig()  # the learned choice among equally specific templates
+        # Configured template parameters (kubernaut.template_params): a template's `target:`
+        # for alerts whose labels name no object renders with them.
+        self.parameters = TemplateParameters()
 
     def decide(self, alert: Alert) -> AlertDecision:
         """Preview: what the webhook would decide, short of Airflow (paused/duplicate not checked)."""
@@ -305,7 +312,7 @@ class Decider:
             else:
                 why = f"no template answers alert {alert.alertname or '(no alertname label)'!r}"
             return set_decision(d, Decision.NO_TEMPLATE, why), route
-        if target is NO_TARGET:
+        if target is NO_TARGET and route.template.target is None:
             why = f"{route.reason}; but no label names the object (pod, deployment, node...)"
             return set_decision(d, Decision.NO_TARGET, why), route
         cluster = self.clusters.choose(alert.labels, route.template.configuration.kubernetes_conn_id)
@@ -313,6 +320,12 @@ class Decider:
             d.cluster = cluster.name
             return set_decision(d, Decision.NO_CLUSTER, f"{route.reason}; but {cluster.reason}"), route
         d.cluster, d.kube_conn_id = cluster.name, cluster.conn_id
+        if target is NO_TARGET:  # a cluster-wide alert: the template's declared target
+            try:
+                target = d.target = template_target(route.template, alert, self.parameters, cluster.name)
+            except TargetUnresolved as exc:
+                why = f"{route.reason}; but no label names the object and {exc}"
+                return set_decision(d, Decision.NO_TARGET, why), route
         if target.namespace and target.namespace in self.policy.protected_namespaces:
             why = f"namespace {target.namespace!r} is protected by policy"
             return set_decision(d, Decision.PROTECTED, why), route

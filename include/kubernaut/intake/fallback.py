@@ -38,6 +38,7 @@ from kubernaut.intake.evidence import later_launches, template_outcomes, tried_t
 from kubernaut.intake.launcher import Launcher
 from kubernaut.intake.payload import Alert
 from kubernaut.intake.routing import Router
+from kubernaut.template_params import TemplateParameters
 from kubernaut.templates import Template
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ def _after_run(
         if status in NEVER_HAND_ON:
             return HandOn("none", f"the run ended {status}: {NEVER_HAND_ON[status]}")
     if router is None:
-        from kubernaut.factory import templates_dir
+        from kubernaut.paths import templates_dir
         from kubernaut.templates import load_templates
 
         router = Router(load_templates(templates_dir()).templates)
@@ -285,6 +286,7 @@ def _after_run(
             blocking=config.blocking,
         )
         decider.choice = config.choice
+        decider.parameters = TemplateParameters.from_config(config)
         launcher = Launcher(decider, _Inline(own), airflow or TaskAirflow())
         return asyncio.run(hand_on(launcher, router, own, alert, template, run_id, failure, config.choice))
     finally:

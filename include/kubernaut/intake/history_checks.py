@@ -47,10 +47,12 @@ class IntakeHistory(History):
         self, namespace: str, name: str, since: datetime, *, cluster: str = ""
     ) -> list[dict[str, Any]]:
         """Launches (confirmed, in flight or unconfirmed) for the target since ``since``, with the
-        run's status if it has recorded itself (None while still queued)."""
+        run's status if it has recorded itself (None while still queued); the alert and target
+        kind each answered (suppression names them as the root cause)."""
         return self._query(
             """
-            SELECT d.template, d.dag_id, d.dag_run_id, d.decision, d.received_at, r.status AS run_status
+            SELECT d.template, d.dag_id, d.dag_run_id, d.decision, d.received_at, r.status AS run_status,
+                   d.alert_name, d.fingerprint, d.target_kind
               FROM kubernaut_alert_decisions d
               LEFT JOIN kubernaut_runs r ON r.dag_id = d.dag_id AND r.dag_run_id = d.dag_run_id
              WHERE d.decision = ANY(%s) AND d.target_namespace = %s AND d.target_name = %s

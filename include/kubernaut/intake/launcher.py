@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import anyio
+import anyio.to_thread
 
+from kubernaut.alert import derive_target
+from kubernaut.config import EscalationConfig
 from kubernaut.intake.airflow_client import AirflowUnavailable, Triggered
 from kubernaut.intake.decisions import (
     AirflowPort,
@@ -46,9 +49,11 @@ from kubernaut.intake.decisions import (
 from kubernaut.intake.evidence import FALLBACK_MARK
 from kubernaut.intake.payload import Alert
 from kubernaut.intake.routing import Route
+from kubernaut.notifiers import escalation
 from kubernaut.templates import Template
 
 log = logging.getLogger(__name__)
+_ESCALATING: set[asyncio.Task[None]] = set()
 T = TypeVar("T")
 # History-only states of a launch record (the webhook answers triggered/duplicate or 503).
 TRIGGERING, UNCONFIRMED, LAUNCH_FAILED = "triggering", "unconfirmed", "launch_failed"
@@ -96,6 +101,7 @@ class Launcher:
         self.airflow = airflow
         self.inflight = InFlight() if inflight is None else inflight
         self.in_flight_seconds = in_flight_seconds
+        self.escalation: EscalationConfig | None = None  # escalate `blocked` (kubernaut.notifiers)
 
     async def decide(self, alert: Alert) -> AlertDecision:
         d, route = self.decider.classify(alert)
@@ -189,6 +195,7 @@ class Launcher:
                 return d
         row_id = await self.history(lambda h: self._claim(h, alert, route, d))
         if row_id is None:
+            self._escalate(d)  # blocked: a person must look
             return d
         return await self._launch(alert, route, d, row_id, retaken=False)
 
@@ -272,6 +279,8 @@ class Launcher:
                 conf["cluster"] = {"name": d.cluster, "conn_id": d.kube_conn_id}
             if d.fallback_of:
                 conf["fallback_of"] = d.fallback_of
+            if derive_target(alert.labels) != target:  # the template's `target:` (intake.targets)
+                conf["target"] = target.as_dict()  # the run records it, so busy/blocks count it
             outcome = await self.airflow.trigger(route.template.dag_id, run, conf)
         except AirflowUnavailable as exc:
             if not exc.uncertain:
@@ -307,6 +316,38 @@ class Launcher:
             await self.history(lambda h: h.settle_launch(row_id, decision, reason))
         except Exception as exc:  # the launch record stays; a redelivery confirms it
             log.error("kubernaut intake: could not settle launch record %s as %s: %s", row_id, decision, exc)
+
+    def _escalate(self, d: AlertDecision) -> None:
+        """A person must look: the notifiers, in the background (the webhook answers without
+        waiting for them); once per alert occurrence, recorded in the history."""
+        config = self.escalation
+        if config is None or str(d.decision) != "blocked" or not escalation.enabled(config, "blocked"):
+            return
+        e = escalation.of_decision(d)
+        task = asyncio.get_running_loop().create_task(self._send_escalation(config, e))
+        _ESCALATING.add(task)  # a reference until done: the loop keeps only weak ones
+        task.add_done_callback(_ESCALATING.discard)
+
+    async def _send_escalation(self, config: EscalationConfig, e: escalation.Escalation) -> None:
+        try:
+            done = await self.history(lambda h: escalation.claim(h, e))
+            if done is None:  # sent already (an earlier delivery of this alert occurrence)
+                return
+            results = await anyio.to_thread.run_sync(lambda: escalation.deliver(config, e, done=done))
+            for r in results:
+                if r["status"] == "failed":
+                    log.error(
+                        "kubernaut intake: escalation %s of %s via %s failed: %s",
+                        e.outcome,
+                        e.subject,
+                        r["notifier"],
+                        r["error"],
+                    )
+            await self.history(lambda h: escalation.settle(h, e, results))
+        except Exception as exc:  # never the intake's problem
+            log.error(
+                "kubernaut intake: escalation %s of %s: %s", e.outcome, e.subject, escalation.clean_error(exc)
+            )
 
     async def _record(self, d: AlertDecision) -> None:
         await self.history(lambda h: self._record_here(h, d))

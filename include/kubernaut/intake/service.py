@@ -35,6 +35,7 @@ from kubernaut.intake.suppression import (
     Suppressor,
     alertmanager_source,
 )
+from kubernaut.template_params import TemplateParameters
 from kubernaut.templates import load_templates
 from kubernaut.templates.loader import template_files
 
@@ -186,13 +187,17 @@ class IntakeService:
         )
         decider.blocking = config.blocking
         decider.choice = config.choice
+        decider.parameters = TemplateParameters.from_config(config)
         if config.suppression.enabled:
             decider.suppressor = Suppressor(
                 config.suppression,
                 payload=list(payload.alerts),
                 alertmanager=self._alertmanager_source(config),
                 cluster=self._cluster,
+                clusters=decider.clusters,
+                routed=lambda labels: router.route(labels) is not None,
             )
         launcher = Launcher(decider, self.history, airflow, inflight=self._inflight_here())
+        launcher.escalation = config.escalation
         for alert in payload.alerts:
             on_decision(await launcher.decide(alert))

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubernaut.factory import templates_dir
 from kubernaut.history import DEFAULT_CONN_ID
+from kubernaut.paths import templates_dir
 
 TOKEN_ENV = "KUBERNAUT_WEBHOOK_TOKEN"
 TOKEN_FILE_ENV = "KUBERNAUT_WEBHOOK_TOKEN_FILE"

@@ -5,13 +5,17 @@ An alert about a pod is decided ``suppressed`` when
 * the pod's node (read from the cluster, never from the alert) has an active node-level alert
   (``suppression.node_alerts``: KubeNodeNotReady, KubeNodeUnreachable, NodeFilesystem* ...), or
 * the pod's owner (its Deployment, StatefulSet, DaemonSet, ...) is being remediated already: a
-  run for the owner is active or being launched.
+  run for the owner is active or being launched (history), or a firing alert about the owner
+  that a template answers is in the same webhook payload (decided in the same trip, maybe
+  after this one).
 
 The decision names the root-cause alert (or run). Node alerts come from three sources, each
 optional: the other alerts of the same webhook payload, Alertmanager's API (``GET
 /api/v2/alerts?active=true``, once per payload) and the alerts the intake recorded recently
 (history, ``suppression.recent``). Node alerts are matched to nodes by their ``node`` label
-(kube-state-metrics), else ``instance`` without its port (node-exporter).
+(kube-state-metrics), else ``instance`` without its port (node-exporter), and, in multi-cluster
+mode, to the cluster their ``cluster_label`` names (``kubernaut.clusters``): a node of cluster A
+is never the root cause for a pod of cluster B whose node has the same name.
 
 Nothing here fails an alert: a source that cannot be read is left out (and said so in the
 reason of a decision it could have changed); the run-time check of the pod actions
@@ -30,7 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from kubernaut.alert import Target
+from kubernaut.alert import Target, derive_target
+from kubernaut.clusters import ClusterMap, NoCluster
 from kubernaut.config import SuppressionConfig
 from kubernaut.intake.payload import Alert
 
@@ -65,14 +70,16 @@ class RootCause:
     node: str
     fingerprint: str
     source: str  # payload | alertmanager | history
+    cluster: str = ""  # multi-cluster: the cluster the node alert is about
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "alertname": self.alertname,
             "node": self.node,
             "fingerprint": self.fingerprint,
             "source": self.source,
         }
+        return {**found, "cluster": self.cluster} if self.cluster else found
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,9 @@ class Suppressor:
     alertmanager: AlertSource | None = None
     cluster: Callable[[str], ClusterLookup | None] | None = None  # by the template's kube conn id
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clusters: ClusterMap | None = None  # multi-cluster: which cluster each node alert is about
+    # Does a template answer an alert with these labels? (payload alerts about a pod's owner)
+    routed: Callable[[Mapping[str, str]], bool] | None = None
     _active: list[RootCause] | None = None
     _problems: list[str] = field(default_factory=list)
 
@@ -181,8 +191,10 @@ class Suppressor:
 
         def add(labels: Mapping[str, str], fingerprint: str, source: str) -> None:
             name, node = labels.get("alertname", ""), alert_node(labels)
-            if node and matches_any(name, patterns) and fingerprint not in found:
-                found[fingerprint or f"{source}:{name}:{node}"] = RootCause(name, node, fingerprint, source)
+            cluster = self.cluster_of(labels)
+            if node and cluster is not None and matches_any(name, patterns) and fingerprint not in found:
+                cause = RootCause(name, node, fingerprint, source, cluster)
+                found[fingerprint or f"{source}:{cluster}:{name}:{node}"] = cause
 
         for a in self.payload:
             if a.status == "firing":
@@ -210,6 +222,14 @@ class Suppressor:
                 log.warning("kubernaut intake: suppression: recent alerts not read: %s", exc)
         self._active = list(found.values())
         return self._active
+
+    def cluster_of(self, labels: Mapping[str, str]) -> str | None:
+        """The cluster an alert is about ("" in single-cluster mode); None when it names no
+        configured cluster (it cannot be the root cause of anything the intake acts on)."""
+        if self.clusters is None or not self.clusters.multi:
+            return ""
+        chosen = self.clusters.choose(labels, "")
+        return None if isinstance(chosen, NoCluster) else chosen.name
 
     def judge(
         self,
@@ -239,7 +259,8 @@ class Suppressor:
             return None
         if placement.node:
             for cause in self.causes(history):
-                if cause.node == placement.node and cause.fingerprint != alert.fingerprint:
+                same_node = cause.node == placement.node and cause.cluster == cluster
+                if same_node and cause.fingerprint != alert.fingerprint:
                     reason = (
                         f"symptom of node {cause.node}: pod {target.namespace}/{target.name} runs there and "
                         f"{cause.alertname} is active for it (root cause, seen via {cause.source}, "
@@ -247,32 +268,75 @@ class Suppressor:
                     )
                     return reason, {"kind": "node_alert", **cause.to_dict()}
         owner = placement.owner
-        if owner is not None and history is not None and owner.kind in POD_OWNER_KINDS:
-            run = self._owner_run(history, owner, cluster)
-            if run is not None:
-                reason = (
-                    f"symptom of {owner}: the owner of pod {target.namespace}/{target.name} is being "
-                    f"remediated by run {run.get('dag_run_id', '?')} "
-                    f"({run.get('alert_name') or 'its alert'}); root cause handled there"
-                )
-                owner_cause = {
-                    "kind": "owner_run",
-                    "owner": owner.as_dict(),
-                    "dag_run_id": run.get("dag_run_id", ""),
-                    "alertname": run.get("alert_name", ""),
-                }
-                return reason, owner_cause
+        if owner is None or owner.kind not in POD_OWNER_KINDS:
+            return None
+        run = self._owner_run(history, owner, cluster) if history is not None else None
+        if run is not None:
+            alertname = str(run.get("alert_name") or "")
+            reason = (
+                f"symptom of {owner}: the owner of pod {target.namespace}/{target.name} is being "
+                f"remediated by run {run.get('dag_run_id', '?')} "
+                f"(root cause: {alertname or 'its alert'}); remediate the owner, not its pods"
+            )
+            owner_cause = {
+                "kind": "owner_run",
+                "owner": owner.as_dict(),
+                "dag_run_id": run.get("dag_run_id", ""),
+                "alertname": alertname,
+            }
+            fingerprint = run.get("fingerprint") or run.get("alert_fingerprint")  # launch | run row
+            if fingerprint:
+                owner_cause["fingerprint"] = str(fingerprint)
+            return reason, owner_cause
+        found = self._owner_alert(alert, owner, cluster)
+        if found is not None:
+            reason = (
+                f"symptom of {owner}: the owner of pod {target.namespace}/{target.name} has its own "
+                f"alert {found.alertname} in this payload (root cause, fingerprint "
+                f"{found.fingerprint or '?'}); remediate the owner, not its pods"
+            )
+            owner_alert = {
+                "kind": "owner_alert",
+                "owner": owner.as_dict(),
+                "alertname": found.alertname,
+                "fingerprint": found.fingerprint,
+                "source": "payload",
+            }
+            return reason, owner_alert
         return None
 
     def _owner_run(self, history: SuppressionHistory, owner: Target, cluster: str) -> dict[str, Any] | None:
+        """A run for the owner (same kind, same cluster) that is running, or launched and not
+        yet recorded by its DAG; its alert's name and fingerprint when the history has them."""
         scope = {"cluster": cluster} if cluster else {}  # multi-cluster: the owner in the same cluster
-        active = history.active_runs(owner.namespace, owner.name, **scope)
+
+        def same_kind(row: Mapping[str, Any]) -> bool:  # a Service or HPA of the same name is not it
+            return str(row.get("target_kind") or owner.kind) == owner.kind
+
+        active = [r for r in history.active_runs(owner.namespace, owner.name, **scope) if same_kind(r)]
         if active:
             return active[0]
         now = self.clock()
         for launch in history.recent_launches(owner.namespace, owner.name, now - LAUNCH_GRACE, **scope):
-            if launch.get("run_status") is None:
-                return {**launch, "alert_name": launch.get("alert_name", "")}
+            if launch.get("run_status") is None and same_kind(launch):
+                return dict(launch)
+        return None
+
+    def _owner_alert(self, alert: Alert, owner: Target, cluster: str) -> Alert | None:
+        """A firing alert of the same payload about the pod's owner (same cluster) that a
+        template answers: its run is the remedy, whichever of the two is decided first."""
+        if self.routed is None:
+            return None
+        for other in self.payload:
+            if other.status != "firing" or other.fingerprint == alert.fingerprint:
+                continue
+            about = derive_target(other.labels)
+            if (about.kind, about.namespace, about.name) != (owner.kind, owner.namespace, owner.name):
+                continue
+            if self.cluster_of(other.labels) != cluster:
+                continue
+            if self.routed(other.labels):
+                return other
         return None
 
     @property

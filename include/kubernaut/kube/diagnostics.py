@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubernaut.kube.clients import core
+from kubernaut.kube.clients import ApiSource, core
 from kubernaut.kube.errors import api_errors
 from kubernaut.kube.pods import is_ready, pod_summary, read_log, selector_string
-
-if TYPE_CHECKING:
-    from kubernaut.actions.base import ActionContext
 
 MAX_TEXT = 500  # characters of one event message, condition message or log line
 LOG_BUDGET = 64_000  # characters of log text in one result
@@ -28,7 +25,7 @@ def clip(text: Any, limit: int = MAX_TEXT) -> str:
 
 
 def object_events(
-    ctx: ActionContext, kind: str, namespace: str | None, name: str, limit: int
+    ctx: ApiSource, kind: str, namespace: str | None, name: str, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
     """The newest ``limit`` events about the object, and how many there are in all."""
     selector = f"involvedObject.kind={kind},involvedObject.name={name}"
@@ -94,7 +91,7 @@ def generic_status(obj: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def selected_pods(ctx: ActionContext, namespace: str, obj: dict[str, Any], limit: int) -> list[client.V1Pod]:
+def selected_pods(ctx: ApiSource, namespace: str, obj: dict[str, Any], limit: int) -> list[client.V1Pod]:
     """The object's pods by its selector's matchLabels, the not-ready ones first."""
     match = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels")
     if not match:
@@ -105,7 +102,7 @@ def selected_pods(ctx: ActionContext, namespace: str, obj: dict[str, Any], limit
     return sorted(live, key=lambda p: (is_ready(p), p.metadata.name))[:limit]
 
 
-def pods_on_node(ctx: ActionContext, node: str, limit: int) -> list[dict[str, Any]]:
+def pods_on_node(ctx: ApiSource, node: str, limit: int) -> list[dict[str, Any]]:
     with api_errors(f"pods on node {node}"):
         pods = core(ctx).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
     ordered = sorted(pods, key=lambda p: (is_ready(p), p.metadata.namespace, p.metadata.name))
@@ -123,7 +120,7 @@ def pods_on_node(ctx: ActionContext, node: str, limit: int) -> list[dict[str, An
 class LogCollector:
     """Last lines of each started container, within one character budget for all of them."""
 
-    ctx: ActionContext
+    ctx: ApiSource
     tail_lines: int
     budget: int = field(default_factory=lambda: LOG_BUDGET)
     logs: list[dict[str, Any]] = field(default_factory=list)

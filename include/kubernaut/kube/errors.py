@@ -7,21 +7,39 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from kubernetes.client.exceptions import ApiException
+from kubernaut.errors import KubernautError
 
-from kubernaut.actions.base import ActionError
+if TYPE_CHECKING:
+    from kubernetes.client.exceptions import ApiException
 
 T = TypeVar("T")
 
 
-class NotFound(ActionError):
-    pass
+class KubeError(KubernautError):
+    """A Kubernetes API request failed; the message names the object. The actions layer
+    turns these into ``ActionError`` at its boundary (``kubernaut.actions.base``)."""
 
 
-class Conflict(ActionError):
-    pass
+class NotFound(KubeError):
+    """404: the object does not exist."""
+
+
+class Conflict(KubeError):
+    """409: another writer changed the object first (or it already exists)."""
+
+
+class Invalid(KubeError):
+    """422: the API server refused the object as invalid."""
+
+
+class Forbidden(KubeError):
+    """401/403: the credentials may not do this."""
+
+
+class NotReady(KubeError):
+    """A state polled for (``kubernaut.kube.waiting``) was not reached in time."""
 
 
 def _reason(exc: ApiException) -> str:
@@ -34,7 +52,10 @@ def _reason(exc: ApiException) -> str:
 
 @contextmanager
 def api_errors(what: str) -> Iterator[None]:
-    """Re-raise ApiException as an ActionError naming ``what`` (e.g. 'deployment demo/web')."""
+    """Re-raise ApiException as a KubeError naming ``what`` (e.g. 'deployment demo/web')."""
+    # Imported here: the error classes stay importable without loading the kubernetes client.
+    from kubernetes.client.exceptions import ApiException
+
     try:
         yield
     except ApiException as exc:
@@ -43,8 +64,10 @@ def api_errors(what: str) -> Iterator[None]:
         if exc.status == 409:
             raise Conflict(f"{what}: conflict: {_reason(exc)}") from exc
         if exc.status in (401, 403):
-            raise ActionError(f"{what}: access denied ({exc.status}): {_reason(exc)}") from exc
-        raise ActionError(f"{what}: API error {exc.status}: {_reason(exc)}") from exc
+            raise Forbidden(f"{what}: access denied ({exc.status}): {_reason(exc)}") from exc
+        if exc.status == 422:
+            raise Invalid(f"{what}: API error {exc.status}: {_reason(exc)}") from exc
+        raise KubeError(f"{what}: API error {exc.status}: {_reason(exc)}") from exc
 
 
 CONFLICT_ATTEMPTS = 5

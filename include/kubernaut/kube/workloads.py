@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from kubernaut.kube.clients import MERGE_PATCH, apps, core, dry
+from kubernaut.kube.clients import MERGE_PATCH, KubeAccess, apps, core, dry
 from kubernaut.kube.errors import api_errors
 from kubernaut.kube.objects import patch_object, read_object
 from kubernaut.kube.pods import selector_string
 from kubernaut.kube.rollout import judge_workload, rollout_status, selector_of
-
-if TYPE_CHECKING:
-    from kubernaut.actions.base import ActionContext
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -28,7 +25,7 @@ def template_annotation(obj: dict[str, Any], key: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def workload_status(ctx: ActionContext, kind: WorkloadKind, namespace: str, name: str) -> dict[str, Any]:
+def workload_status(ctx: KubeAccess, kind: WorkloadKind, namespace: str, name: str) -> dict[str, Any]:
     """Desired/updated/ready counts and whether the rollout is complete, per kind."""
     if kind == "Deployment":
         with api_errors(f"deployment {namespace}/{name}"):
@@ -40,7 +37,7 @@ def workload_status(ctx: ActionContext, kind: WorkloadKind, namespace: str, name
     return judge_workload(kind, obj, pods)
 
 
-def workload_pods(ctx: ActionContext, kind: WorkloadKind, namespace: str, name: str) -> list[Any]:
+def workload_pods(ctx: KubeAccess, kind: WorkloadKind, namespace: str, name: str) -> list[Any]:
     """The workload's live pods (its selector's matches that are not terminating)."""
     obj = read_object(ctx.api_client, kind, namespace, name)
     selector = selector_string((obj["spec"].get("selector") or {}).get("matchLabels"))
@@ -50,7 +47,7 @@ def workload_pods(ctx: ActionContext, kind: WorkloadKind, namespace: str, name: 
 
 
 def set_template_annotation(
-    ctx: ActionContext,
+    ctx: KubeAccess,
     kind: WorkloadKind,
     namespace: str,
     name: str,

@@ -26,6 +26,7 @@ from kubernaut.operators.resolved import recorded as resolved_outcome
 from kubernaut.operators.run_context import RunContext
 from kubernaut.operators.runner import StepSpec, render_context
 from kubernaut.rollback import RollbackReport, rollback_run
+from kubernaut.template_params import TemplateParameters
 
 ROLLBACK_TASK, FINALIZE_TASK = "rollback", "finalize"
 GREEN_OUTCOMES = ("success", "not_needed")  # a run ends green only as one of these
@@ -84,7 +85,15 @@ def _render_contexts(context: Any, run: RunContext, log: Any) -> dict[str, dict[
         if isinstance(record, Mapping):
             outputs[name] = record.get("output", {})
     try:
-        params = next(iter(steps.values())).resolve_params(run.conf.get("params")) if steps else {}
+        first = next(iter(steps.values())) if steps else None
+        configured = TemplateParameters.from_config(run.config)
+        params = (
+            first.resolve_params(
+                configured.for_run(first.spec.template, run.cluster.name, run.conf.get("params"))
+            )
+            if first is not None
+            else {}
+        )
     except ValueError as exc:  # the steps failed on this too; render what can be rendered
         log.error("kubernaut: run parameters are invalid (%s); rollback renders without them", exc)
         params = {}
@@ -235,6 +244,11 @@ class KubernautFinalizeOperator(BaseOperator):
                 status,
                 {"steps": state.states, "rollback": rollback_state, "rejected": state.rejected},
             )
+        # A person must look: the configured notifiers, from here where the outcome is
+        # decided (once per run and outcome, retry safe; never raises).
+        from kubernaut.notifiers.escalation import escalate_run
+
+        escalate_run(context, run, self.template, status, detail, self.log)
         # The run ends here; its assessment waits in a run of its own (once, retry safe).
         from kubernaut.operators.assess import request_assessment
 

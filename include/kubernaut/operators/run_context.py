@@ -37,7 +37,7 @@ class RunContext:
         one the DAG's steps were built with."""
         dag_run = context["dag_run"]
         conf: Mapping[str, Any] = dag_run.conf or {}
-        alert = alert_context(conf)
+        alert = {**alert_context(conf), **declared_target(conf)}
         try:
             config = load_config()
         except ConfigError as exc:
@@ -69,6 +69,23 @@ class RunContext:
             log.warning("kubernaut: history unavailable (%s): %s", config.history_conn_id, exc)
             history = None
         return cls(conf=conf, alert=alert, config=config, history=history, run_id=run_id, cluster=cluster)
+
+
+def declared_target(conf: Mapping[str, Any]) -> dict[str, str]:
+    """For an alert whose labels name no object, the template's target the intake resolved
+    (``conf["target"]``, kubernaut.intake.targets) as the run's recorded kind/namespace/resource,
+    so busy, cooldown and the failure blocks count this run for it. Recording only: steps
+    render their objects from the alert and the parameters, never from this."""
+    if alert_context(conf)["resource"]:
+        return {}
+    target = conf.get("target")
+    if not isinstance(target, Mapping) or not all(isinstance(target.get(k), str) for k in ("kind", "name")):
+        return {}
+    return {
+        "kind": target["kind"][:63],
+        "namespace": str(target.get("namespace") or "")[:253],
+        "resource": target["name"][:253],
+    }
 
 
 def _template_conn_id(dag: Any) -> str:

@@ -20,6 +20,7 @@ from kubernaut.operators.recorder import HistoryRecorder, NullRecorder, StepReco
 from kubernaut.operators.resolved import not_needed
 from kubernaut.operators.run_context import RunContext
 from kubernaut.operators.runner import StepInputError, StepOutcome, StepSpec, resume_step, run_step
+from kubernaut.template_params import TemplateParameters
 
 # Airflow's own limit on the deferral, a backstop behind the wait's deadline (the trigger
 # reports a timeout itself, with what it saw last).
@@ -63,7 +64,11 @@ class KubernautStepOperator(BaseOperator):
         conf = run.conf
         recorder = self._recorder(run)
         try:
-            params = self.resolve_params(conf.get("params"))
+            # defaults < the configuration's template parameters < the conf's (kubernaut.template_params)
+            configured = TemplateParameters.from_config(run.config)
+            params = self.resolve_params(
+                configured.for_run(self.spec.template, run.cluster.name, conf.get("params"))
+            )
         except ValueError as exc:
             raise AirflowFailException(f"{self.spec.name}: run parameters: {exc}") from exc
         ti = context["ti"]

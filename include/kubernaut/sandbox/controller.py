@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernaut.sandbox import batch, capi, certmanager, nodedisk, quota, sets
+from kubernaut.sandbox import app_faults, batch, capi, certmanager, nodedisk, quota, sets
 from kubernaut.sandbox.disruption import compute_budget, is_pod_ready
 from kubernaut.sandbox.errors import ApiError
 from kubernaut.sandbox.faults import FaultBook
@@ -710,15 +710,21 @@ class Controller:
         failing = self.faults.failing_containers(pod, self._workload_of(pod))
         if not failing and batch.marked_fault(self.store, pod):
             failing = set(containers)
+        why: dict[str, str] = {}
+        if not failing:  # the application refuses its config, or its liveness probe kills it
+            app_effect, failing, why = app_faults.failing(
+                pod, self._workload_of(pod), self.faults.bad_configs, self.faults.slow_starts, self._read
+            )
+            effect = app_effect or effect
         if failing and spec.get("restartPolicy") == "Never":
             self._set_status(PODS, pod, batch.failed_pod_status(pod, runtime, status))  # no restart: Failed
             return
         if (
             failing
-            and effect in ("crashloop", "oom")
+            and effect in ("crashloop", "oom", *app_faults.EFFECTS)
             and (not runtime.crashed_once or now - runtime.last_crash >= self.crash_interval)
         ):
-            self._crash(pod, runtime, effect, failing)
+            self._crash(pod, runtime, effect, failing, why)
         if effect == "unready" and not runtime.unready_logged:
             runtime.unready_logged = True
             for container in containers:
@@ -748,7 +754,17 @@ class Controller:
         if gone:
             self._forget_pod(meta)
 
-    def _crash(self, pod: dict[str, Any], runtime: PodRuntime, effect: str, failing: set[str]) -> None:
+    def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.store.get(resolve(kind.lower() + "s"), namespace, name)
+
+    def _crash(
+        self,
+        pod: dict[str, Any],
+        runtime: PodRuntime,
+        effect: str,
+        failing: set[str],
+        why: dict[str, str] | None = None,
+    ) -> None:
         namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         oom = effect == "oom"
         crash_lines = (
@@ -761,6 +777,11 @@ class Controller:
             cname = container["name"]
             if cname not in failing:
                 continue
+            if effect in app_faults.EFFECTS:
+                crash_lines = app_faults.crash_lines(effect, (why or {}).get(cname, ""))
+            if effect == "liveness":  # the kubelet kills it (SIGKILL after the grace period: 137)
+                self.event(pod, "Unhealthy", app_faults.liveness_message(pod, container), "Warning")
+                self.event(pod, "Killing", f"Container {cname} failed liveness probe, will be restarted")
             # The crashed instance's log becomes --previous; the restarted one crashes the same way.
             self.logs.write(namespace, name, cname, *crash_lines)
             self.logs.restart(namespace, name, cname)
@@ -768,7 +789,7 @@ class Controller:
             runtime.restarts[cname] = runtime.restarts.get(cname, 0) + 1
             runtime.last_terminated[cname] = {
                 "terminated": {
-                    "exitCode": 137 if oom else 1,
+                    "exitCode": 137 if oom or effect == "liveness" else 1,
                     "reason": "OOMKilled" if oom else "Error",
                     "startedAt": runtime.container_started.get(cname, runtime.started),
                     "finishedAt": finished,

@@ -11,13 +11,15 @@ Injectable workload faults, so remediation actions have something real to fix.
   after a later change of the limit: raising it (a new rollout) fixes the fault, deleting pods
   or scaling out does not. A container without a memory limit is never OOM-killed.
 * ``unready`` — the current pods run but never pass readiness; replacements are healthy.
-* ``image-pull`` — a rollout of an image that cannot be pulled (Deployments only): the pod
+* ``image-pull`` — a rollout of an image that cannot be pulled (a Deployment or StatefulSet): the pod
   template's image (``container``: one container, default all) becomes ``image`` (default: the
   current reference with the tag ``does-not-exist``), so the Deployment controller makes a new
   ReplicaSet whose pods wait in ``ErrImagePull``, then ``ImagePullBackOff`` (phase Pending, never
   Ready) while the old ReplicaSet keeps serving; past ``progressDeadlineSeconds`` the Deployment
   reports ``Progressing=False``, ``ProgressDeadlineExceeded``. Any pod whose container runs that
-  image cannot pull it; rolling back to the previous pod template fixes it.
+  image cannot pull it; rolling back to the previous pod template fixes it. On a StatefulSet
+  the rolling update replaces the highest ordinal first: that pod waits on the image, never
+  becomes Ready, and the update stops there (the others keep serving the old revision).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from kubernaut.sandbox.app_faults import BadConfig, SlowStart
 from kubernaut.sandbox.store import now_rfc3339
 
 FAULT_TYPES = ("crashloop", "oom", "unready", "image-pull")
@@ -174,6 +177,10 @@ def missing_images(
 class FaultBook:
     def __init__(self) -> None:
         self.faults: list[Fault] = []
+        # rules of the application itself (sandbox/app_faults.py): refused config values and
+        # start-up times a liveness probe must allow for
+        self.bad_configs: list[BadConfig] = []
+        self.slow_starts: list[SlowStart] = []
 
     def inject(
         self,
@@ -199,8 +206,8 @@ class FaultBook:
             raise ValueError(f"`memory` applies to the oom fault only, not {type_!r}")
         if type_ != "image-pull" and image is not None:
             raise ValueError(f"`image` applies to the image-pull fault only, not {type_!r}")
-        if type_ == "image-pull" and kind != "deployment":
-            raise ValueError("the image-pull fault rolls out a Deployment; give `deployment`")
+        if type_ == "image-pull" and kind not in ("deployment", "statefulset"):
+            raise ValueError("the image-pull fault rolls out a Deployment or StatefulSet; give one")
         fault = Fault(type_, namespace, workload, kind, memory=memory, container=container)
         if type_ == "image-pull":
             fault.images = missing_images(
@@ -213,6 +220,8 @@ class FaultBook:
 
     def clear(self) -> None:
         self.faults.clear()
+        self.bad_configs.clear()
+        self.slow_starts.clear()
 
     def for_workload(self, kind: str, namespace: str, workload: str) -> list[Fault]:
         return [f for f in self.faults if (f.kind, f.namespace, f.workload) == (kind, namespace, workload)]

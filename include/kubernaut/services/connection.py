@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernaut.actions.base import ActionError
+from kubernaut.errors import KubernautError
 
 CONN_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,250}$"
 _HTTP_TYPES = {"", "http", "https"}
 
 
-class ConnectionProblem(ActionError):
+class ConnectionProblem(KubernautError):
     """The connection is missing or cannot describe an HTTP service."""
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from kubernaut.actions.base import ActionError
+from kubernaut.errors import KubernautError
 from kubernaut.services.connection import Endpoint
 
 BODY_EXCERPT = 300
@@ -20,7 +20,7 @@ BODY_EXCERPT = 300
 _PATH = re.compile(r"^/(?!/)[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 
 
-class ServiceError(ActionError):
+class ServiceError(KubernautError):
     """A service call failed; ``status`` is the HTTP status when there was a response."""
 
     def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:

@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _templates(target: str) -> tuple[list[Template], Path, list[str]]:
     """The templates to simulate, the templates directory, and load errors."""
-    from kubernaut.factory import templates_dir
+    from kubernaut.paths import templates_dir
     from kubernaut.templates.loader import load_template, load_templates
 
     path = Path(target)

@@ -16,6 +16,7 @@ from kubernaut.actions.registry import ActionRegistry, registry
 from kubernaut.config import KubernautConfig
 from kubernaut.sandbox.batch import FAULT_ANNOTATION
 from kubernaut.sandbox.revisions import HASH_LABEL
+from kubernaut.simulate import app_faults
 from kubernaut.simulate.journal import MemoryHistory
 from kubernaut.simulate.scenario import (
     AbsentCheck,
@@ -104,6 +105,7 @@ class ScenarioResult:
     notified: list[CheckReport] = field(default_factory=list)  # expect.notified
     problems: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    alert_target: dict[str, str] = field(default_factory=dict)  # what the alert is about
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,9 +198,35 @@ def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return list((pod.get("status") or {}).get("containerStatuses") or [])
 
 
+def _statefulset_image_pull_shows(cluster: Any, fault: Fault) -> bool:
+    """image-pull on a StatefulSet: its update revision differs from the current one and the
+    pod the rolling update replaced first waits on its image (the update stops there)."""
+    name = fault.workload[1]
+    obj = cluster.get("statefulsets", fault.namespace, name)
+    if obj is None:
+        raise ScenarioSetupError(f"fault {fault.describe()}: no statefulset {fault.namespace}/{name}")
+    status = obj.get("status") or {}
+    if status.get("observedGeneration", 0) < obj["metadata"].get("generation", 1):
+        return False
+    update = status.get("updateRevision")
+    if not update or update == status.get("currentRevision"):
+        return False
+    pulling = ("ErrImagePull", "ImagePullBackOff")
+    return any(
+        (p["metadata"].get("labels") or {}).get(HASH_LABEL) == update
+        and any(
+            ((s.get("state") or {}).get("waiting") or {}).get("reason") in pulling
+            for s in _container_statuses(p)
+        )
+        for p in _workload_pods(cluster, fault)
+    )
+
+
 def _rollout_shows(cluster: Any, fault: Fault) -> bool:
     """image-pull: every pod of the Deployment's new ReplicaSet waits on its image;
     rollout-stuck: the Deployment reports Progressing=False, ProgressDeadlineExceeded."""
+    if fault.workload[0] == "statefulset":
+        return _statefulset_image_pull_shows(cluster, fault)
     name = fault.workload[1]
     dep = cluster.get("deployments", fault.namespace, name)
     if dep is None:
@@ -309,6 +337,10 @@ def _shows(cluster: Any, fault: Fault) -> bool:
         return True
     if fault.type == "bad-rollout":
         return _bad_rollout_shows(cluster, fault)
+    if fault.type == "bad-config":
+        return app_faults.bad_config_shows(cluster, fault, _workload_pods(cluster, fault))
+    if fault.type == "liveness":
+        return app_faults.liveness_shows(_workload_pods(cluster, fault))
     if fault.type in ("image-pull", "rollout-stuck"):
         return _rollout_shows(cluster, fault)
     pods = _workload_pods(cluster, fault)
@@ -376,6 +408,13 @@ def _inject(cluster: Any, fault: Fault) -> None:
         return
     if fault.type == "bad-rollout":
         bad_rollout(cluster, fault)
+        return
+    if fault.type in ("bad-config", "liveness"):
+        inject = app_faults.inject_bad_config if fault.type == "bad-config" else app_faults.inject_liveness
+        try:
+            inject(cluster, fault)
+        except app_faults.AppFaultError as exc:
+            raise ScenarioSetupError(f"fault {fault.describe()}: {exc}") from exc
         return
     kind, name = fault.workload
     options: dict[str, Any] = {"memory": fault.memory, "container": fault.container}
@@ -582,6 +621,9 @@ class RunOptions:
     workdir: Path = Path(".")
     # one Prometheus for the run's scenarios (else each scenario that declares series starts one)
     prometheus: SharedPrometheus | None = None
+    # Called with (cluster, connection id, the alert's target) once the run (and its rollback)
+    # ended, before the sandbox goes: a caller's own look at the outcome (bench/choice.py).
+    after_run: Callable[[Any, str, dict[str, str]], None] | None = None
 
 
 def run_scenario(template: Template, sf: ScenarioFile, options: RunOptions) -> ScenarioResult:
@@ -647,6 +689,8 @@ def run_scenario(template: Template, sf: ScenarioFile, options: RunOptions) -> S
                 prometheus,
                 sink,
             )
+            if options.after_run is not None and result.alert_target:
+                options.after_run(sandbox.cluster, conn_id, result.alert_target)
     except (ScenarioSetupError, ServiceSetupError) as exc:
         result.problems.append(f"setup: {exc}")
     except Exception as exc:  # report it with the scenario, go on with the next one
@@ -732,9 +776,18 @@ def _run(
     conf: dict[str, Any] = {"alert": alert.to_conf(), "params": params_in}
     if fail_at:
         conf[INJECT_KEY] = {"step": fail_at}
-    from kubernaut.alert import derive_target
+    from kubernaut.alert import NO_TARGET, derive_target
 
     target = derive_target(alert.labels)
+    if target == NO_TARGET and template.target is not None:  # as the intake decides (intake.targets)
+        from kubernaut.intake.targets import TargetUnresolved, template_target
+        from kubernaut.template_params import TemplateParameters
+
+        try:
+            target = template_target(template, alert, TemplateParameters({template.name: params_in or {}}))
+        except TargetUnresolved as exc:
+            raise ScenarioSetupError(f"alert: {exc}") from None
+    result.alert_target = target.as_dict()
     result.setup.append(
         f"alert {alert.alertname} "
         + " ".join(

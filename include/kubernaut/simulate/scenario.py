@@ -31,7 +31,10 @@ WORKLOAD_FAULTS = ("crashloop", "oom", "unready")
 ROLLOUT_FAULTS = ("image-pull", "rollout-stuck")
 # A StatefulSet or DaemonSet rolled out to a pod template whose pods crash.
 SET_ROLLOUT_FAULTS = ("bad-rollout",)
-FAULT_TYPES = (*WORKLOAD_FAULTS, *ROLLOUT_FAULTS, *SET_ROLLOUT_FAULTS, "node-not-ready")
+# The application's own rules (kubernaut.sandbox.app_faults): a refused config value rolled out
+# as a new ConfigMap/Secret version, a start-up slower than the liveness probe allows.
+APP_FAULTS = ("bad-config", "liveness")
+FAULT_TYPES = (*WORKLOAD_FAULTS, *ROLLOUT_FAULTS, *SET_ROLLOUT_FAULTS, "node-not-ready", *APP_FAULTS)
 SEEDS = ("demo", "none")
 VERDICTS = ("FIXED", "NOT FIXED", "ROLLED BACK CLEANLY", "ROLLBACK INCOMPLETE", "CHANGED NOTHING")
 STEP_STATUSES = ("success", "skipped", "failed", "not_run", "rejected")
@@ -66,6 +69,13 @@ class Fault(_Strict):
     container: str | None = None
     image: str | None = None
     node: str | None = None
+    # bad-config: the ConfigMap or Secret the Deployment reads, and the refused key=value
+    configmap: str | None = None
+    secret: str | None = None
+    key: str | None = None
+    value: str | None = None
+    # liveness: seconds the application needs before its liveness endpoint answers
+    startup: Seconds | None = None
 
     @field_validator("type")
     @classmethod
@@ -80,11 +90,51 @@ class Fault(_Strict):
     @model_validator(mode="after")
     def _target(self) -> Fault:
         workloads = [k for k in ("deployment", "statefulset", "daemonset") if getattr(self, k)]
+        app_fields = ("configmap", "secret", "key", "value", "startup")
+        given = [f for f in app_fields if getattr(self, f) is not None]
+        if self.type == "bad-config":
+            if workloads != ["deployment"] or bool(self.configmap) == bool(self.secret):
+                raise ValueError(
+                    "the bad-config fault needs `deployment` and one of `configmap`/`secret` (what it reads)"
+                )
+            if not self.key or self.value is None:
+                raise ValueError(
+                    "the bad-config fault needs `key` and `value` (the value the application refuses)"
+                )
+            if self.node or self.memory or self.container or self.image or self.startup is not None:
+                raise ValueError(
+                    "the bad-config fault takes deployment, configmap/secret, key and value only"
+                )
+            return self
+        if self.type == "liveness":
+            if len(workloads) != 1 or self.startup is None or self.startup <= 0:
+                raise ValueError(
+                    "the liveness fault needs one of deployment/statefulset/daemonset and `startup` "
+                    "(how long the application takes to answer its liveness probe, e.g. 60s)"
+                )
+            if self.node or self.memory or self.container or self.image or len(given) > 1:
+                raise ValueError("the liveness fault takes the workload and startup only")
+            return self
+        if given:
+            raise ValueError(
+                f"{', '.join(f'`{f}`' for f in given)} apply to the bad-config/liveness faults only, "
+                f"not {self.type!r}"
+            )
         if self.type == "node-not-ready":
             if not self.node:
                 raise ValueError("the node-not-ready fault needs `node`")
             if workloads or self.memory or self.container or self.image:
                 raise ValueError("the node-not-ready fault takes `node` only")
+        elif self.type == "image-pull":
+            if workloads not in (["deployment"], ["statefulset"]):
+                raise ValueError(
+                    "the image-pull fault rolls out a Deployment or StatefulSet: give `deployment` or "
+                    "`statefulset` only"
+                )
+            if self.node or self.memory:
+                raise ValueError(
+                    f"the {self.type} fault takes deployment/statefulset, image and container only"
+                )
         elif self.type in ROLLOUT_FAULTS:
             if workloads != ["deployment"]:
                 raise ValueError(f"the {self.type} fault rolls out a Deployment: give `deployment` only")
@@ -130,7 +180,15 @@ class Fault(_Strict):
         kind, name = self.workload
         extra = "".join(
             f" {k}={v}"
-            for k, v in (("memory", self.memory), ("container", self.container), ("image", self.image))
+            for k, v in (
+                ("memory", self.memory),
+                ("container", self.container),
+                ("image", self.image),
+                ("configmap", self.configmap),
+                ("secret", self.secret),
+                ("key", self.key),
+                ("startup", f"{self.startup:g}s" if self.startup is not None else None),
+            )
             if v
         )
         return f"{self.type} on {kind} {self.namespace}/{name}{extra}"

@@ -295,7 +295,9 @@ class PrometheusService:
         deadline = time.monotonic() + timeout
         while True:
             missing = []
-            last = self._query(f'timestamp(up{{job="{SCRAPE_JOB}"}} == 1)')
+            # timestamp() of a bare selector is the scrape's time; of an expression (`up == 1`)
+            # it is the evaluation time, which is always "now" and let stale samples through.
+            last = self._query(f'timestamp(up{{job="{SCRAPE_JOB}"}}) and up{{job="{SCRAPE_JOB}"}} == 1')
             if not last or float(last[0]["value"][1]) <= self.since:
                 missing.append(f"a scrape of the metrics endpoint {self.metrics.target}")
             for s in wanted if not missing else []:

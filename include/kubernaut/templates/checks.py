@@ -367,3 +367,37 @@ class StepChecker:
                     )
                 )
         return problems
+
+
+def check_target(raw: Any, param_names: set[str]) -> list[Problem]:
+    """The references of a template's ``target:`` (rendered by the intake with ``alert`` and
+    ``params`` only, before any step has run), so a typo fails ``kubernaut validate`` instead
+    of deciding every matching alert ``no_target``."""
+    if not isinstance(raw, dict):
+        return []
+    problems: list[Problem] = []
+    for key in ("kind", "namespace", "name"):
+        text = raw.get(key)
+        if not isinstance(text, str) or not is_templated(text):
+            continue
+        path: FieldPath = ("target", key)
+        found = analyze_template(text)
+        if found.error is not None:
+            continue  # the schema's own check reports the syntax error
+        for n in sorted(found.names - {"alert", "params"}):
+            hint = "step results do not exist yet" if n == "steps" else "available: alert, params"
+            problems.append(Problem(path, f"unknown name {n!r} in the target ({hint})"))
+        for name in sorted(found.params - param_names):
+            known = ", ".join(sorted(param_names)) or "none declared"
+            problems.append(
+                Problem(
+                    path,
+                    f"unknown template parameter 'params.{name}'"
+                    f"{did_you_mean(name, sorted(param_names))} (parameters: {known})",
+                )
+            )
+        if found.steps:
+            problems.append(
+                Problem(path, "the target is decided before any step runs: steps[...] is not available")
+            )
+    return problems

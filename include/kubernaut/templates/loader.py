@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from kubernaut.actions.registry import ActionRegistry
 from kubernaut.actions.registry import registry as default_registry
-from kubernaut.templates.checks import Problem, StepChecker, did_you_mean, field_names, humanize
+from kubernaut.templates.checks import Problem, StepChecker, check_target, did_you_mean, field_names, humanize
 from kubernaut.templates.errors import FieldPath, TemplateError, TemplateLoadError, format_path
 from kubernaut.templates.model import NAME_PATTERN, Step, Template
 from kubernaut.templates.yaml_lines import YAML_LOADER, YamlDocument, YamlSyntaxError, load_yaml
@@ -206,6 +206,7 @@ def _load_text(path: Path, text: str, registry: ActionRegistry) -> Loaded:
         for s in (raw_steps if isinstance(raw_steps, list) else [])
     ]
     problems += StepChecker(steps, raw_names, param_names, registry).run()
+    problems += check_target(data.get("target"), param_names)
     errors = _to_errors(file, doc, problems)
     return (template if not errors else None), errors, doc
 

@@ -43,8 +43,9 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DagName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 ParameterType = Literal["string", "integer", "number", "boolean", "duration", "list", "object"]
 DAG_ID_PREFIX = "kubernaut_"
-# DAGs kubernaut builds besides the templates' (kubernaut_assessment: the effectiveness runs)
-RESERVED_NAMES = frozenset({"assessment"})
+# DAGs kubernaut builds besides the templates' (kubernaut_assessment: the effectiveness runs;
+# kubernaut_maintenance: the history prune, dags/kubernaut_maintenance.py)
+RESERVED_NAMES = frozenset({"assessment", "maintenance"})
 
 
 class _Strict(BaseModel):
@@ -292,6 +293,28 @@ class Effectiveness(_Strict):
     metrics: list[Metric] = Field(default_factory=list)
 
 
+class TargetSpec(_Strict):
+    """The object a run acts on when the alert's labels name none (a cluster-wide aggregation
+    such as KubeCPUOvercommit, a control-plane alert). Rendered by the intake with ``alert``
+    and ``params`` (defaults, then the configuration's ``template_parameters``), so the
+    decision names it; an alert whose labels name an object keeps that object."""
+
+    kind: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{0,62}$", description="e.g. MachineDeployment, Cluster")
+    namespace: str = Field(default="", max_length=500, description="Empty for a cluster-scoped object")
+    name: str = Field(min_length=1, max_length=500)
+
+    @field_validator("namespace", "name")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        from kubernaut.rendering import TemplateSyntaxError, check_syntax
+
+        try:
+            check_syntax(value)
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"invalid Jinja: {exc.message}") from None
+        return value
+
+
 class Template(_Strict):
     name: DagName
     description: str = ""
@@ -316,6 +339,11 @@ class Template(_Strict):
         description="Template launched for the same alert occurrence when a run of this one rolls "
         "back or is assessed ineffective; 'none': escalate to a person at once; unset: the "
         "next-ranked template that answers the alert, if any (docs/choice.md)",
+    )
+    target: TargetSpec | None = Field(
+        default=None,
+        description="What the run acts on when the alert's labels name no object (rendered with "
+        "`alert` and `params`); unset: such alerts are decided no_target",
     )
     steps: list[Step] = Field(min_length=1)
 

@@ -14,7 +14,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kubernaut.actions.base import ActionError
+from kubernaut.errors import KubernautError
+from kubernaut.kube.errors import KubeError
 
 if TYPE_CHECKING:
     from kubernaut.services.connection import Endpoint
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 HTTP_TIMEOUT = 30.0  # one request; the wait's deadline caps it further
 
 
-class RetryableWaitError(ActionError):
+class RetryableWaitError(KubernautError):
     """A poll could not look (API server or service unreachable, 5xx, 429, a poll that hung):
     the wait polls again until its deadline instead of failing the step at once. ``status``:
     the HTTP status, if there was one (401: the wait builds its Kubernetes client again)."""
@@ -77,7 +78,7 @@ async def _open_kube(conn_id: str) -> _KubeClient:
         client = await stack.enter_async_context(AsyncKubernetesHook(conn_id=conn_id).get_conn())
     except Exception as exc:
         await stack.aclose()
-        raise ActionError(f"Kubernetes connection {conn_id!r}: cannot build a client: {exc}") from exc
+        raise KubeError(f"Kubernetes connection {conn_id!r}: cannot build a client: {exc}") from exc
     return _KubeClient(client, stack)
 
 

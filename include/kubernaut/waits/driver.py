@@ -16,6 +16,11 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from kubernaut.errors import KubernautError
+from kubernaut.kube.waiting import GROWTH as GROWTH
+from kubernaut.kube.waiting import MIN_PAUSE as MIN_PAUSE
+from kubernaut.kube.waiting import next_pause, pause_before
+from kubernaut.kube.waiting import timeout_message as _timeout_message
 from kubernaut.waits.clients import RetryableWaitError, WaitClients
 from kubernaut.waits.spec import Done, Failed, Pending, PollResult, WaitOutcome, WaitSpec, WaitSpecError
 
@@ -41,8 +46,7 @@ KINDS: dict[str, str] = {
     "certificate_issued": "kubernaut.waits.certificates:poll_issued",
 }
 
-GROWTH = 1.5  # each pause is this much longer than the last, up to the spec's max_poll
-MIN_PAUSE = 0.05
+# GROWTH, MIN_PAUSE: the pause rules, shared with the blocking loop (kubernaut.kube.waiting).
 POLL_TIMEOUT = 60.0  # one poll (a few API calls) never hangs the wait past this
 LOG_EVERY = 60.0  # seconds between "still waiting" lines
 
@@ -57,16 +61,12 @@ def poll_function(kind: str) -> PollFunction:
 
 
 def timeout_message(spec: WaitSpec, last: Any) -> str:
-    if spec.wording == "holds":
-        within = f" within {round(spec.span, 1):g}s" if spec.span > 0 else ""
-        return f"{spec.what} does not hold{within}: {last}"
-    return f"{spec.what} not reached within {spec.span:.0f}s; last seen: {last}"
+    return _timeout_message(spec.what, spec.span, last, spec.wording)
 
 
 def _describe(exc: BaseException) -> str:
-    from kubernaut.actions.base import ActionError
-
-    return str(exc) if isinstance(exc, ActionError) else f"{type(exc).__name__}: {exc}"
+    """Our own errors say what went wrong in their message; others need their type too."""
+    return str(exc) if isinstance(exc, KubernautError) else f"{type(exc).__name__}: {exc}"
 
 
 async def run_wait(
@@ -124,8 +124,8 @@ async def run_wait(
             logger.info(
                 "kubernaut: waiting for %s (%.0fs left): %s", spec.what, spec.deadline - now, problem or last
             )
-        await sleep(min(pause, max(MIN_PAUSE, spec.deadline - now)))
-        pause = min(ceiling, pause * GROWTH)
+        await sleep(pause_before(pause, spec.deadline - now))
+        pause = next_pause(pause, ceiling)
 
 
 def wait_here(spec: WaitSpec, kube_conn_id: str, logger: logging.Logger | Any = log) -> WaitOutcome:

@@ -1,6 +1,6 @@
 """Reads (and the drain's evictions) through kubernetes_asyncio, with the synchronous
 helpers' error messages: 404 is ``NotFound`` naming the object, an unreachable or failing
-API server is a ``RetryableWaitError`` (the wait looks again), anything else an ActionError."""
+API server is a ``RetryableWaitError`` (the wait looks again), anything else a KubeError."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kubernaut.actions.base import ActionError
-from kubernaut.kube.errors import NotFound, _reason
+from kubernaut.kube.errors import Forbidden, KubeError, NotFound, _reason
 from kubernaut.kube.objects import describe
 from kubernaut.waits.clients import RetryableWaitError, WaitClients
 
@@ -39,8 +38,8 @@ def api_errors(what: str) -> Iterator[None]:
         if status in (0, 401, 429) or status >= 500:  # 401: expired exec credentials, read again
             raise RetryableWaitError(f"{what}: API error {status}: {_reason(exc)}", status=status) from exc
         if status == 403:
-            raise ActionError(f"{what}: access denied ({status}): {_reason(exc)}") from exc
-        raise ActionError(f"{what}: API error {status}: {_reason(exc)}") from exc
+            raise Forbidden(f"{what}: access denied ({status}): {_reason(exc)}") from exc
+        raise KubeError(f"{what}: API error {status}: {_reason(exc)}") from exc
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise RetryableWaitError(f"{what}: API server unreachable: {type(exc).__name__}: {exc}") from exc
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernaut.actions.monitoring_common import Condition
 from kubernaut.services.http import ServiceError
 from kubernaut.services.prometheus import Sample, aquery, format_labels
 from kubernaut.waits.clients import RetryableWaitError, WaitClients
+from kubernaut.waits.conditions import Condition
 from kubernaut.waits.spec import Done, Pending, PollResult
 
 

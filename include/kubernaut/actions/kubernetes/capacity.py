@@ -1,4 +1,6 @@
-"""ResourceQuota: raise a namespace's hard limits within the policy's bounds.
+"""Capacity actions: a HorizontalPodAutoscaler's replica bounds, a ResourceQuota's hard limits.
+
+ResourceQuota: raise a namespace's hard limits within the policy's bounds.
 
 Only raises: a value below the current limit, or a resource the quota does not limit yet (a new
 limit restricts more), is refused before anything changes. The largest ratio new/old is the
@@ -11,11 +13,123 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, PreconditionFailed
-from kubernaut.actions.k8s_workloads import guarded
+from kubernaut.actions.base import (
+    Action,
+    ActionContext,
+    ActionParams,
+    ActionResult,
+    PreconditionFailed,
+)
+from kubernaut.actions.kubernetes.guards import guarded
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
 from kubernaut.policy import Bounds, Target
+
+# --- update_hpa -------------------------------------------------------------------------------
+
+
+class UpdateHpaParams(ActionParams):
+    namespace: NamespaceName
+    hpa: ObjectName
+    min_replicas: int | None = Field(default=None, ge=1, description="New spec.minReplicas")
+    max_replicas: int | None = Field(default=None, ge=1, description="New spec.maxReplicas")
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateHpaParams:
+        if self.min_replicas is None and self.max_replicas is None:
+            raise ValueError("give min_replicas and/or max_replicas")
+        return self
+
+
+def _hpa_bounds(hpa: dict[str, Any]) -> dict[str, int | None]:
+    return {"minReplicas": hpa["spec"].get("minReplicas"), "maxReplicas": hpa["spec"].get("maxReplicas")}
+
+
+def set_hpa_bounds(
+    ctx: ActionContext, namespace: str, name: str, hpa: dict[str, Any], wanted: dict[str, int | None]
+) -> None:
+    from kubernaut.kube.clients import MERGE_PATCH, dry
+    from kubernaut.kube.objects import patch_object
+
+    patch = {"metadata": {"resourceVersion": hpa["metadata"]["resourceVersion"]}, "spec": wanted}
+    patch_object(ctx.api_client, "HorizontalPodAutoscaler", namespace, name, patch, MERGE_PATCH, dry(ctx))
+
+
+@register
+class UpdateHpa(Action[UpdateHpaParams]):
+    kind = "kubernetes"
+    name = "update_hpa"
+    Params = UpdateHpaParams
+    mutating = True
+    summary = "Change an autoscaling/v2 HorizontalPodAutoscaler's minReplicas/maxReplicas."
+    changes = "`spec.minReplicas`/`spec.maxReplicas` (merge patch with resourceVersion)"
+    undo_doc = "restores the recorded min/max"
+    dry_run_doc = "`dryRun=All` patch"
+
+    def targets(self, ctx: ActionContext, params: UpdateHpaParams) -> list[Target]:
+        return [Target("HorizontalPodAutoscaler", params.namespace, params.hpa)]
+
+    def bounds(self, ctx: ActionContext, params: UpdateHpaParams) -> Bounds:
+        return Bounds(replicas=max(params.max_replicas or 0, params.min_replicas or 0))
+
+    def run(self, ctx: ActionContext, params: UpdateHpaParams) -> ActionResult:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
+        def attempt() -> ActionResult:
+            hpa = read_object(ctx.api_client, "HorizontalPodAutoscaler", params.namespace, params.hpa)
+            before = _hpa_bounds(hpa)
+            wanted = {
+                "minReplicas": params.min_replicas
+                if params.min_replicas is not None
+                else before["minReplicas"],
+                "maxReplicas": params.max_replicas
+                if params.max_replicas is not None
+                else before["maxReplicas"],
+            }
+            if (wanted["minReplicas"] or 1) > (wanted["maxReplicas"] or 0):
+                raise PreconditionFailed(
+                    f"hpa {params.namespace}/{params.hpa}: minReplicas {wanted['minReplicas']} "
+                    f"would exceed maxReplicas {wanted['maxReplicas']}"
+                )
+            output = {"before": before, "after": wanted, "dry_run": ctx.dry_run}
+            if wanted == before:
+                return ActionResult(output=output, undo=ctx.prior_undo)
+            undo = ctx.remember_prior(before)
+            set_hpa_bounds(ctx, params.namespace, params.hpa, hpa, wanted)
+            return ActionResult(output=output, undo=undo, changed=not ctx.dry_run)
+
+        return retry_on_conflict(attempt)
+
+    def verify(self, ctx: ActionContext, params: UpdateHpaParams, result: ActionResult) -> None:
+        from kubernaut.kube.objects import read_object
+        from kubernaut.kube.waiting import wait_for
+
+        wanted = result.output["after"]
+
+        def check() -> tuple[bool, dict[str, int | None]]:
+            seen = _hpa_bounds(
+                read_object(ctx.api_client, "HorizontalPodAutoscaler", params.namespace, params.hpa)
+            )
+            return seen == wanted, seen
+
+        wait_for(ctx, check, what=f"hpa {params.namespace}/{params.hpa} bounds {wanted}")
+
+    def undo(self, ctx: ActionContext, params: UpdateHpaParams, record: dict[str, Any]) -> dict[str, Any]:
+        from kubernaut.kube.errors import retry_on_conflict
+        from kubernaut.kube.objects import read_object
+
+        def attempt() -> dict[str, Any]:
+            hpa = read_object(ctx.api_client, "HorizontalPodAutoscaler", params.namespace, params.hpa)
+            if _hpa_bounds(hpa) == record:
+                return {"restored": False, "reason": "bounds already as before"}
+            set_hpa_bounds(ctx, params.namespace, params.hpa, hpa, dict(record))
+            return {"restored": True, **record}
+
+        return retry_on_conflict(attempt)
+
+
+# --- update_resource_quota ----------------------------------------------------------------------
 
 CPU_KEYS = ("cpu", "requests.cpu", "limits.cpu")
 MEMORY_KEYS = (
@@ -207,4 +321,4 @@ class UpdateResourceQuota(Action[UpdateResourceQuotaParams]):
         return retry_on_conflict(attempt)
 
 
-__all__ = ["UpdateResourceQuota", "new_hard"]
+__all__ = ["UpdateHpa", "UpdateResourceQuota", "new_hard"]

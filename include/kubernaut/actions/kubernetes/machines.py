@@ -95,7 +95,7 @@ def wanted_replicas(md: dict[str, Any], params: ScaleNodeGroupParams) -> tuple[i
 
 
 def _set_replicas(ctx: ActionContext, namespace: str, name: str, md: dict[str, Any], replicas: int) -> None:
-    from kubernaut.actions.k8s_workloads import guarded
+    from kubernaut.actions.kubernetes.guards import guarded
     from kubernaut.kube.clients import JSON_PATCH, dry
     from kubernaut.kube.objects import patch_object
 

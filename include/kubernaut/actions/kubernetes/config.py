@@ -18,7 +18,7 @@ from kubernaut.actions.base import (
     VerificationFailed,
     sensitive,
 )
-from kubernaut.actions.k8s_workloads import WorkloadKind, restart_workload, unrestart_workload
+from kubernaut.actions.kubernetes.rollouts import WorkloadKind, restart_workload, unrestart_workload
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
 from kubernaut.policy import Target

@@ -4,6 +4,9 @@
 previous one (or ``to_revision``) and puts that revision's pod template back as a JSON patch
 guarded by the read resourceVersion; ``unrollback_set`` is its undo. Used by
 ``rollback_statefulset`` and ``rollback_daemonset``.
+
+A Deployment's revisions are its ReplicaSets instead (``revision_templates``,
+``replace_template``): used by ``rollback_deployment`` and ``rollback_config_change``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import copy
 from typing import Any, Literal
 
 from kubernaut.actions.base import ActionContext, ActionResult, PreconditionFailed
-from kubernaut.actions.k8s_workloads import guarded
+from kubernaut.actions.kubernetes.guards import guarded
 
 SetKind = Literal["StatefulSet", "DaemonSet"]
 
@@ -169,11 +172,60 @@ def unrollback_set(
     return retry_on_conflict(attempt)
 
 
+# --- Deployments: revisions are ReplicaSets ---------------------------------------------------
+
+REVISION = "deployment.kubernetes.io/revision"
+POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+def deployment_revision(obj: dict[str, Any]) -> int:
+    """The `deployment.kubernetes.io/revision` annotation of a Deployment or ReplicaSet (0: none)."""
+    try:
+        return int((obj["metadata"].get("annotations") or {}).get(REVISION, "0"))
+    except ValueError:
+        return 0
+
+
+def revision_templates(ctx: ActionContext, dep: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Pod templates of the deployment's ReplicaSets by revision, `pod-template-hash` removed."""
+    from kubernaut.kube.clients import apps
+    from kubernaut.kube.errors import api_errors
+    from kubernaut.kube.pods import selector_string
+
+    namespace, uid = dep["metadata"]["namespace"], dep["metadata"]["uid"]
+    selector = selector_string((dep["spec"].get("selector") or {}).get("matchLabels"))
+    with api_errors(f"replicasets of deployment {namespace}/{dep['metadata']['name']}"):
+        items = apps(ctx).list_namespaced_replica_set(namespace, label_selector=selector).items
+    templates: dict[int, dict[str, Any]] = {}
+    for rs in items:
+        data = ctx.api_client.sanitize_for_serialization(rs)
+        owners = data["metadata"].get("ownerReferences") or []
+        if not any(o.get("controller") and o.get("uid") == uid for o in owners):
+            continue
+        template = copy.deepcopy(data["spec"]["template"])
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        labels.pop(POD_TEMPLATE_HASH, None)
+        templates[deployment_revision(data)] = template
+    return templates
+
+
+def replace_template(
+    ctx: ActionContext, namespace: str, name: str, resource_version: str, template: dict[str, Any]
+) -> None:
+    from kubernaut.kube.clients import JSON_PATCH, dry
+    from kubernaut.kube.objects import patch_object
+
+    ops = guarded(resource_version, [{"op": "replace", "path": "/spec/template", "value": template}])
+    patch_object(ctx.api_client, "Deployment", namespace, name, ops, JSON_PATCH, dry(ctx))
+
+
 __all__ = [
-    "SetKind",
+    "REVISION",
     "controller_revisions",
+    "deployment_revision",
+    "replace_template",
     "revision_template",
+    "revision_templates",
     "rollback_set",
-    "rollout_complete",
     "unrollback_set",
 ]

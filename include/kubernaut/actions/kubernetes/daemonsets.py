@@ -1,4 +1,5 @@
-"""DaemonSet rollback through ControllerRevisions, as `kubectl rollout undo daemonset` does.
+"""DaemonSet actions: restart all pods (``kubectl rollout restart``), roll back through
+ControllerRevisions as `kubectl rollout undo daemonset` does.
 
 The DaemonSet controller replaces old pods that are not available at once, so once the previous
 template is back the pods of a bad revision go without help (unlike a StatefulSet's)."""
@@ -9,12 +10,43 @@ from typing import Any
 
 from pydantic import Field
 
-from kubernaut.actions.base import Action, ActionContext, ActionResult
-from kubernaut.actions.k8s_workloads import DaemonSetParams
-from kubernaut.actions.kubernetes import rollout_wait
+from kubernaut.actions.base import (
+    Action,
+    ActionContext,
+    ActionParams,
+    ActionResult,
+)
+from kubernaut.actions.kubernetes.revisions import rollback_set, unrollback_set
+from kubernaut.actions.kubernetes.rollouts import rollout_restart, rollout_wait, unrestart_workload
 from kubernaut.actions.registry import register
-from kubernaut.actions.revisions import rollback_set, unrollback_set
+from kubernaut.kube.names import NamespaceName, ObjectName
 from kubernaut.policy import Target
+
+
+class DaemonSetParams(ActionParams):
+    namespace: NamespaceName
+    daemonset: ObjectName
+
+
+@register
+class RestartDaemonSet(Action[DaemonSetParams]):
+    kind = "kubernetes"
+    name = "restart_daemonset"
+    Params = DaemonSetParams
+    mutating = True
+    summary = "Restart all pods of a DaemonSet as `kubectl rollout restart` does; waits for the rollout."
+    changes = "pod-template annotation `kubectl.kubernetes.io/restartedAt` (resourceVersion); waits"
+    undo_doc = "restores the previous annotation (another rolling restart to the previous template)"
+    dry_run_doc = "`dryRun=All` patch"
+
+    def targets(self, ctx: ActionContext, params: DaemonSetParams) -> list[Target]:
+        return [Target("DaemonSet", params.namespace, params.daemonset)]
+
+    def run(self, ctx: ActionContext, params: DaemonSetParams) -> ActionResult:
+        return rollout_restart(ctx, "DaemonSet", params.namespace, params.daemonset)
+
+    def undo(self, ctx: ActionContext, params: DaemonSetParams, record: dict[str, Any]) -> dict[str, Any]:
+        return unrestart_workload(ctx, "DaemonSet", params.namespace, params.daemonset, record["restartedAt"])
 
 
 class RollbackDaemonSetParams(DaemonSetParams):
@@ -54,4 +86,4 @@ class RollbackDaemonSet(Action[RollbackDaemonSetParams]):
         return unrollback_set(ctx, "DaemonSet", params.namespace, params.daemonset, record)
 
 
-__all__ = ["RollbackDaemonSet"]
+__all__ = ["RestartDaemonSet", "RollbackDaemonSet"]

@@ -1,4 +1,4 @@
-"""Built-in kubernetes actions, through KubernetesHook and the official typed client.
+"""Pod actions: read a pod's status and logs, restart or delete it, and recreate a bare pod.
 
 Every mutating action reads the object first and returns the prior state it changes
 as its undo record; ``undo`` restores it and is harmless when run twice. Dry-run uses
@@ -8,7 +8,6 @@ the API's ``dryRun=All`` so a real cluster still validates the change.
 from __future__ import annotations
 
 import copy
-import datetime
 from typing import Any
 
 from pydantic import Field
@@ -24,10 +23,8 @@ from kubernaut.actions.base import (
 )
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
-from kubernaut.policy import Bounds, Target
+from kubernaut.policy import Target
 from kubernaut.waits.spec import WaitSpec
-
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
 class PodParams(ActionParams):
@@ -205,21 +202,6 @@ def pod_gone_wait(ctx: ActionContext, namespace: str, pod: str, uid: str) -> Wai
     return ctx.wait("pod_replaced", args, what=f"deletion of pod {namespace}/{pod}")
 
 
-def rollout_wait(
-    ctx: ActionContext,
-    kind: str,
-    namespace: str,
-    name: str,
-    *,
-    replicas: int | None = None,
-    within: float | None = None,
-) -> WaitSpec:
-    """Until the workload has rolled out (with ``replicas`` wanted, if given): kubernaut.waits.rollout."""
-    targets = [{"kind": kind, "namespace": namespace, "name": name, "replicas": replicas}]
-    what = f"rollout of {kind.lower()} {namespace}/{name}"
-    return ctx.wait("rollout", {"targets": targets}, what=what, within=within)
-
-
 # Set by the API server or the scheduler, or refused on create: a recreated pod starts without them.
 SERVER_SET_METADATA = (
     "uid",
@@ -303,168 +285,25 @@ class RollbackPodRestart(Action[PodParams]):
         return ActionResult(output=recreate_unowned_pod(ctx, ctx.undo_record), changed=True)
 
 
-class DeploymentParams(ActionParams):
-    namespace: NamespaceName
-    deployment: ObjectName
+# --- delete_pod -------------------------------------------------------------------------------
 
 
-class ScaleDeploymentParams(DeploymentParams):
-    replicas: int = Field(ge=0, description="Desired replica count")
-
-
-def _set_replicas(
-    ctx: ActionContext, namespace: str, name: str, replicas: int, *, journal: bool
-) -> tuple[int, dict[str, Any] | None]:
-    """Set replicas through /scale with the read resourceVersion (conflicts re-read and
-    retried). With ``journal`` the prior count is persisted before the change."""
-    from kubernaut.kube import clients
-    from kubernaut.kube.errors import api_errors, retry_on_conflict
-
-    apps = clients.apps(ctx)
-    what = f"deployment {namespace}/{name}"
-
-    def attempt() -> tuple[int, dict[str, Any] | None]:
-        with api_errors(what):
-            scale = apps.read_namespaced_deployment_scale(name, namespace)
-        before = int(scale.spec.replicas or 0)
-        undo = ctx.remember_prior({"replicas": before}) if journal else None
-        if before != replicas:
-            scale.spec.replicas = replicas
-            with api_errors(what):
-                apps.replace_namespaced_deployment_scale(name, namespace, scale, **clients.dry(ctx))
-        return before, undo
-
-    return retry_on_conflict(attempt)
+class DeletePodParams(RestartPodParams):
+    allow_unowned: bool = Field(
+        default=True, description="Also delete a pod without controller (undo recreates it from its manifest)"
+    )
 
 
 @register
-class ScaleDeployment(Action[ScaleDeploymentParams]):
-    kind = "kubernetes"
-    name = "scale_deployment"
-    Params = ScaleDeploymentParams
-    mutating = True
-    summary = "Set a deployment's replicas (prior count is the undo record); waits until ready."
-    changes = "`spec.replicas` through `/scale` (resourceVersion; conflicts retried); waits until Ready"
-    undo_doc = "restores the recorded replica count"
-    dry_run_doc = "`dryRun=All` replace of `/scale`"
-
-    def targets(self, ctx: ActionContext, params: ScaleDeploymentParams) -> list[Target]:
-        return [Target("Deployment", params.namespace, params.deployment)]
-
-    def bounds(self, ctx: ActionContext, params: ScaleDeploymentParams) -> Bounds:
-        return Bounds(replicas=params.replicas)
-
-    def run(self, ctx: ActionContext, params: ScaleDeploymentParams) -> ActionResult:
-        before, undo = _set_replicas(ctx, params.namespace, params.deployment, params.replicas, journal=True)
-        return ActionResult(
-            output={"replicas_before": before, "replicas": params.replicas},
-            undo=undo,
-            changed=before != params.replicas and not ctx.dry_run,
-            wait=rollout_wait(
-                ctx, "Deployment", params.namespace, params.deployment, replicas=params.replicas
-            ),
-        )
-
-    def undo(
-        self, ctx: ActionContext, params: ScaleDeploymentParams, record: dict[str, Any]
-    ) -> dict[str, Any]:
-        target = int(record["replicas"])
-        before, _ = _set_replicas(ctx, params.namespace, params.deployment, target, journal=False)
-        return {"replicas": target, "replicas_before_undo": before, "restored": before != target}
+class DeletePod(RestartPod):
+    name = "delete_pod"
+    Params = DeletePodParams
+    summary = "Delete a pod (uid precondition); a bare pod is recreated from its manifest by undo."
+    changes = "deletes the pod (uid precondition); a controller, if any, replaces it"
+    undo_doc = (
+        "recreates a pod without controller from its recorded manifest (scheduled afresh: no nodeName); "
+        "an owned pod is not restorable (its controller made a new one)"
+    )
 
 
-@register
-class GetDeploymentStatus(Action[DeploymentParams]):
-    kind = "kubernetes"
-    name = "get_deployment_status"
-    Params = DeploymentParams
-    summary = "Read a deployment's desired, updated, ready and available replicas and crashing pods."
-
-    def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
-        from kubernaut.kube import clients
-        from kubernaut.kube.errors import api_errors
-        from kubernaut.kube.rollout import rollout_status
-
-        with api_errors(f"deployment {params.namespace}/{params.deployment}"):
-            dep = clients.apps(ctx).read_namespaced_deployment(params.deployment, params.namespace)
-        return ActionResult(output=rollout_status(clients.core(ctx), dep))
-
-
-@register
-class RolloutRestartDeployment(Action[DeploymentParams]):
-    kind = "kubernetes"
-    name = "rollout_restart_deployment"
-    Params = DeploymentParams
-    mutating = True
-    summary = "Restart all pods of a deployment as `kubectl rollout restart` does; waits for the rollout."
-    changes = "pod-template annotation `kubectl.kubernetes.io/restartedAt`; waits for the rollout"
-    undo_doc = "restores the previous annotation, rolling back to the previous ReplicaSet"
-    dry_run_doc = "`dryRun=All` patch"
-
-    def targets(self, ctx: ActionContext, params: DeploymentParams) -> list[Target]:
-        return [Target("Deployment", params.namespace, params.deployment)]
-
-    def run(self, ctx: ActionContext, params: DeploymentParams) -> ActionResult:
-        from kubernaut.kube import clients
-        from kubernaut.kube.clients import MERGE_PATCH
-        from kubernaut.kube.errors import api_errors
-
-        apps = clients.apps(ctx)
-        what = f"deployment {params.namespace}/{params.deployment}"
-        with api_errors(what):
-            dep = apps.read_namespaced_deployment(params.deployment, params.namespace)
-        annotations = dep.spec.template.metadata.annotations or {} if dep.spec.template.metadata else {}
-        prior = ctx.prior_undo
-        if prior is not None and annotations.get(RESTARTED_AT) != prior["restartedAt"]:
-            # An interrupted earlier attempt already restarted it: restarting twice is a double change.
-            output = {"restartedAt": annotations.get(RESTARTED_AT), "already_done": True}
-            wait = rollout_wait(ctx, "Deployment", params.namespace, params.deployment)
-            return ActionResult(output=output, undo=prior, changed=True, wait=wait)
-        undo = ctx.remember_prior(
-            {"restartedAt": annotations.get(RESTARTED_AT), "generation": dep.metadata.generation}
-        )
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        patch = {
-            "metadata": {"resourceVersion": dep.metadata.resource_version},
-            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}},
-        }
-        with api_errors(what):
-            apps.patch_namespaced_deployment(
-                params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **clients.dry(ctx)
-            )
-        wait = rollout_wait(ctx, "Deployment", params.namespace, params.deployment)
-        return ActionResult(output={"restartedAt": now}, undo=undo, changed=not ctx.dry_run, wait=wait)
-
-    def undo(self, ctx: ActionContext, params: DeploymentParams, record: dict[str, Any]) -> dict[str, Any]:
-        # Restoring the previous template annotation rolls back to the previous ReplicaSet.
-        from kubernaut.kube import clients
-        from kubernaut.kube.clients import MERGE_PATCH
-        from kubernaut.kube.errors import api_errors
-
-        apps = clients.apps(ctx)
-        what = f"deployment {params.namespace}/{params.deployment}"
-        with api_errors(what):
-            dep = apps.read_namespaced_deployment(params.deployment, params.namespace)
-        current = (dep.spec.template.metadata.annotations or {}).get(RESTARTED_AT)
-        previous = record.get("restartedAt")
-        if current == previous:
-            return {"restored": False, "reason": "template already as before"}
-        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: previous}}}}}
-        with api_errors(what):
-            apps.patch_namespaced_deployment(
-                params.deployment, params.namespace, patch, _content_type=MERGE_PATCH, **clients.dry(ctx)
-            )
-        return {"restored": True, "restartedAt": previous}
-
-
-__all__ = [
-    "GetDeploymentStatus",
-    "GetPodLogs",
-    "GetPodStatus",
-    "RestartPod",
-    "RollbackPodRestart",
-    "RolloutRestartDeployment",
-    "ScaleDeployment",
-    "pod_gone_wait",
-    "rollout_wait",
-]
+__all__ = ["DeletePod", "GetPodLogs", "GetPodStatus", "RestartPod", "RollbackPodRestart", "pod_gone_wait"]

@@ -26,8 +26,8 @@ from kubernaut.actions.base import (
     PreconditionFailed,
     VerificationFailed,
 )
-from kubernaut.actions.k8s_workloads import guarded
-from kubernaut.actions.kubernetes import SERVER_SET_METADATA as POD_SERVER_SET_METADATA
+from kubernaut.actions.kubernetes.guards import guarded
+from kubernaut.actions.kubernetes.pods import SERVER_SET_METADATA as POD_SERVER_SET_METADATA
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
 from kubernaut.policy import Target

@@ -1,0 +1,58 @@
+"""What every remediation task needs, imported once in the process that forks the task
+processes (a Celery worker before it forks its pool, the LocalExecutor before it forks its
+workers): whatever that process has imported, a forked task has for free.
+
+Profiled with py-spy on a Celery worker (bench/throughput.py shape, 5 read-only steps): ~89 % of
+a step task's CPU was imports — the cncf-kubernetes hook module (it pulls in kubernetes_asyncio
+and aiohttp, ~58 %), the postgres hook and psycopg for the history journal (~15 %), and the
+plugin modules every task runner loads to find listeners (~13 %); once those were preloaded,
+importing the built-in actions on first use was next (~10 %).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+PRELOAD = (
+    "kubernetes.client",
+    "airflow.providers.cncf.kubernetes.hooks.kubernetes",
+    "airflow.providers.postgres.hooks.postgres",
+    "kubernaut.factory",
+    "kubernaut.operators.step",
+    "kubernaut.operators.runner",
+    "kubernaut.operators.rollback",
+    "kubernaut.operators.resolved",
+    "kubernaut.actions.registry",
+    "kubernaut.history",
+    "kubernaut.kube.clients",
+)
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
+    """Import ``modules`` and load Airflow's plugins (cached per process, so a forked task
+    finds them loaded); return what failed (an optimisation only: a task imports what it needs
+    itself, and reports the error where it belongs)."""
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            logging.getLogger(__name__).warning("kubernaut: not preloading %s: %s", name, exc)
+            failed.append(name)
+    try:  # the built-in actions, through the registry a task asks (it imports each on first use)
+        from kubernaut.actions.registry import BUILTIN_ACTIONS, registry
+
+        for kind, name in BUILTIN_ACTIONS:
+            registry.get(kind, name)
+    except Exception as exc:
+        logging.getLogger(__name__).warning("kubernaut: not preloading the actions: %s", exc)
+        failed.append("actions")
+    try:
+        from airflow.sdk.plugins_manager import _get_plugins
+
+        _get_plugins()
+    except Exception as exc:
+        logging.getLogger(__name__).warning("kubernaut: not preloading the plugins: %s", exc)
+        failed.append("plugins")
+    return failed
