@@ -34,11 +34,11 @@ from kubernaut.simulate.services import SCRAPE_JOB, Metrics
 from kubernaut.testing.services import (
     ServiceProcess,
     ServiceStartError,
-    _start,
     connection_env_name,
     find_binary,
     start_alertmanager,
 )
+from kubernaut.testing.services import start_prometheus as testing_prometheus
 
 ALERT = "KubeDeploymentReplicasMismatch"
 RULES = f"""\
@@ -108,30 +108,14 @@ def sandbox_lookup(sandbox: SandboxProcess) -> Any:
 
 
 def start_prometheus(workdir: Path, scrape: str, alertmanager: str) -> ServiceProcess:
-    binary = find_binary("prometheus")
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "rules.yml").write_text(RULES)
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"rule_files: [{workdir / 'rules.yml'}]\n"
-        "alerting:\n  alertmanagers:\n    - static_configs:\n"
-        f"        - targets: ['{alertmanager.removeprefix('http://')}']\n"
-        f"scrape_configs:\n  - job_name: {SCRAPE_JOB}\n"
-        f"    static_configs:\n      - targets: ['{scrape}']\n"
-    )
-    return _start(
-        "prometheus",
-        lambda port: [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-            "--rules.alert.resend-delay=1s",
-        ],
+    return testing_prometheus(
         workdir,
-        60.0,
+        scrape_targets=[scrape],
+        job_name=SCRAPE_JOB,
+        honor_labels=False,
+        rules=RULES,
+        alertmanager=alertmanager,
+        timeout=60.0,
     )
 
 

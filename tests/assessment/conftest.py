@@ -16,10 +16,9 @@ from kubernaut.testing.services import (
     MonitoringStack,
     ServiceProcess,
     ServiceStartError,
-    _start,
-    find_binary,
     push_metrics,
     start_alertmanager,
+    start_prometheus,
     start_pushgateway,
 )
 
@@ -36,31 +35,7 @@ groups:
 
 
 def start_prometheus_with_rules(workdir: Path, scrape: str, alertmanager: str) -> ServiceProcess:
-    binary = find_binary("prometheus")
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "rules.yml").write_text(RULES)
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"rule_files: [{workdir / 'rules.yml'}]\n"
-        "alerting:\n  alertmanagers:\n    - static_configs:\n"
-        f"        - targets: ['{alertmanager.removeprefix('http://')}']\n"
-        "scrape_configs:\n  - job_name: pushgateway\n    honor_labels: true\n"
-        f"    static_configs:\n      - targets: ['{scrape.removeprefix('http://')}']\n"
-    )
-    return _start(
-        "prometheus",
-        lambda port: [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-            "--rules.alert.resend-delay=1s",
-        ],
-        workdir,
-        30.0,
-    )
+    return start_prometheus(workdir, scrape_targets=[scrape], rules=RULES, alertmanager=alertmanager)
 
 
 @pytest.fixture(scope="session")

@@ -141,28 +141,38 @@ def start_prometheus(
     scrape_interval: str = "1s",
     timeout: float = 30.0,
     job_name: str = "pushgateway",
+    honor_labels: bool = True,
+    rules: str | None = None,
+    alertmanager: str | None = None,
 ) -> ServiceProcess:
-    """Prometheus scraping ``scrape_targets`` (host:port) with ``honor_labels`` (as for a Pushgateway)."""
+    """Prometheus scraping ``scrape_targets`` (host:port; ``honor_labels`` as for a
+    Pushgateway), evaluating alerting ``rules`` (a rule file's YAML) and sending their alerts to
+    ``alertmanager`` (its URL), re-sent every second so a test sees them promptly."""
     binary = find_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
-    targets = ", ".join(f'"{t}"' for t in scrape_targets)
+    targets = ", ".join(f'"{t.removeprefix("http://")}"' for t in scrape_targets)
+    text = f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
+    if rules is not None:
+        (workdir / "rules.yml").write_text(rules)
+        text += f"rule_files: [{workdir / 'rules.yml'}]\n"
+    if alertmanager is not None:
+        text += (
+            "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            f"        - targets: ['{alertmanager.removeprefix('http://')}']\n"
+        )
+    text += f"scrape_configs:\n  - job_name: {job_name}\n"
+    text += "    honor_labels: true\n" if honor_labels else ""
+    text += f"    static_configs:\n      - targets: [{targets}]\n"
     config = workdir / "prometheus.yml"
-    config.write_text(
-        f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
-        f"scrape_configs:\n  - job_name: {job_name}\n    honor_labels: true\n"
-        f"    static_configs:\n      - targets: [{targets}]\n"
-    )
+    config.write_text(text)
+    argv = [
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        "--storage.tsdb.retention.time=1h",
+        *(["--rules.alert.resend-delay=1s"] if rules is not None else []),
+    ]
     return _start(
-        "prometheus",
-        lambda port: [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-        ],
-        workdir,
-        timeout,
+        "prometheus", lambda port: [binary, *argv, f"--web.listen-address=127.0.0.1:{port}"], workdir, timeout
     )
 
 

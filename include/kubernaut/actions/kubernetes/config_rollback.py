@@ -20,7 +20,11 @@ from typing import Any
 
 from kubernaut.actions.base import Action, ActionContext, ActionParams, ActionResult, PreconditionFailed
 from kubernaut.actions.kubernetes.guards import guarded
-from kubernaut.actions.kubernetes.revisions import deployment_revision, replace_template, revision_templates
+from kubernaut.actions.kubernetes.revisions import (
+    deployment_revision,
+    restore_deployment_template,
+    revision_templates,
+)
 from kubernaut.actions.kubernetes.rollouts import rollout_wait
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
@@ -197,23 +201,9 @@ class RollbackConfigChange(Action[RollbackConfigChangeParams]):
     def undo(
         self, ctx: ActionContext, params: RollbackConfigChangeParams, record: dict[str, Any]
     ) -> dict[str, Any]:
-        from kubernaut.kube.errors import retry_on_conflict
-        from kubernaut.kube.objects import read_object
-
-        def attempt() -> dict[str, Any]:
-            dep = read_object(ctx.api_client, "Deployment", params.namespace, params.deployment)
-            if dep["spec"]["template"] == record["template"]:
-                return {"restored": False, "reason": "template already as before"}
-            replace_template(
-                ctx,
-                params.namespace,
-                params.deployment,
-                dep["metadata"]["resourceVersion"],
-                record["template"],
-            )
-            return {"restored": True, "revision": record["output"]["revision"]}
-
-        return retry_on_conflict(attempt)
+        if not restore_deployment_template(ctx, params.namespace, params.deployment, record["template"]):
+            return {"restored": False, "reason": "template already as before"}
+        return {"restored": True, "revision": record["output"]["revision"]}
 
 
 __all__ = ["RollbackConfigChange", "config_changes", "config_references"]

@@ -19,7 +19,12 @@ from kubernaut.actions.base import (
     ActionResult,
     PreconditionFailed,
 )
-from kubernaut.actions.kubernetes.revisions import deployment_revision, replace_template, revision_templates
+from kubernaut.actions.kubernetes.revisions import (
+    deployment_revision,
+    replace_template,
+    restore_deployment_template,
+    revision_templates,
+)
 from kubernaut.actions.kubernetes.rollouts import rollout_wait
 from kubernaut.actions.registry import register
 from kubernaut.kube.names import NamespaceName, ObjectName
@@ -247,23 +252,9 @@ class RollbackDeployment(Action[RollbackDeploymentParams]):
     def undo(
         self, ctx: ActionContext, params: RollbackDeploymentParams, record: dict[str, Any]
     ) -> dict[str, Any]:
-        from kubernaut.kube.errors import retry_on_conflict
-        from kubernaut.kube.objects import read_object
-
-        def attempt() -> dict[str, Any]:
-            dep = read_object(ctx.api_client, "Deployment", params.namespace, params.deployment)
-            if dep["spec"]["template"] == record["template"]:
-                return {"restored": False, "reason": "template already as before"}
-            replace_template(
-                ctx,
-                params.namespace,
-                params.deployment,
-                dep["metadata"]["resourceVersion"],
-                record["template"],
-            )
-            return {"restored": True, "revision": record["revision"]}
-
-        return retry_on_conflict(attempt)
+        if not restore_deployment_template(ctx, params.namespace, params.deployment, record["template"]):
+            return {"restored": False, "reason": "template already as before"}
+        return {"restored": True, "revision": record["revision"]}
 
 
 __all__ = ["GetDeploymentStatus", "RollbackDeployment", "RolloutRestartDeployment", "ScaleDeployment"]

@@ -219,11 +219,30 @@ def replace_template(
     patch_object(ctx.api_client, "Deployment", namespace, name, ops, JSON_PATCH, dry(ctx))
 
 
+def restore_deployment_template(
+    ctx: ActionContext, namespace: str, name: str, template: dict[str, Any]
+) -> bool:
+    """Undo of a rollback: put the pod template recorded before it back, unless it already is
+    (retried on a write conflict). True when it was put back."""
+    from kubernaut.kube.errors import retry_on_conflict
+    from kubernaut.kube.objects import read_object
+
+    def attempt() -> bool:
+        dep = read_object(ctx.api_client, "Deployment", namespace, name)
+        if dep["spec"]["template"] == template:
+            return False
+        replace_template(ctx, namespace, name, dep["metadata"]["resourceVersion"], template)
+        return True
+
+    return retry_on_conflict(attempt)
+
+
 __all__ = [
     "REVISION",
     "controller_revisions",
     "deployment_revision",
     "replace_template",
+    "restore_deployment_template",
     "revision_template",
     "revision_templates",
     "rollback_set",
