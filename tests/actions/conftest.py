@@ -52,14 +52,23 @@ class ConflictOnce:
     def __init__(self) -> None:
         self.bump: Callable[[], None] | None = None
         self.writes: list[tuple[str, str]] = []
+        self.conflicts = 0
 
     def arm(self, bump: Callable[[], None]) -> None:
-        self.bump, self.writes = bump, []
+        self.bump, self.writes, self.conflicts = bump, [], 0
+
+    def retried(self) -> bool:
+        """The armed write hit its 409 and every write that conflicted was re-read and retried,
+        with no write beyond those. A controller's own status write between the re-read and the
+        retry is a real conflict too (it moves resourceVersion, as on a real API server), so on
+        a loaded machine there may be more than one."""
+        return self.conflicts >= 1 and len(self.writes) == self.conflicts + 1
 
 
 @pytest.fixture
 def conflict_once(monkeypatch: pytest.MonkeyPatch) -> ConflictOnce:
     from kubernetes.client import ApiClient
+    from kubernetes.client.exceptions import ApiException
 
     state = ConflictOnce()
     original = ApiClient.call_api
@@ -70,6 +79,11 @@ def conflict_once(monkeypatch: pytest.MonkeyPatch) -> ConflictOnce:
             if state.bump is not None:
                 bump, state.bump = state.bump, None
                 bump()
+            try:
+                return original(self, resource_path, method, *args, **kwargs)
+            except ApiException as exc:
+                state.conflicts += exc.status == 409
+                raise
         return original(self, resource_path, method, *args, **kwargs)
 
     monkeypatch.setattr(ApiClient, "call_api", call_api)

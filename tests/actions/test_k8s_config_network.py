@@ -34,7 +34,7 @@ def test_update_configmap(
         set={"LOG_LEVEL": "debug", "NEW": "1"},
         remove=["UPSTREAM"],
     )
-    assert len(conflict_once.writes) == 2
+    assert conflict_once.retried()
     assert data(cluster, "configmaps", "web-config") == {"LOG_LEVEL": "debug", "NEW": "1"}
     assert result.undo == {"data": before}
     _, _, again = run(
@@ -107,7 +107,7 @@ def test_quarantine_pod(
     assert cluster.list("networkpolicies", "demo") == []
     conflict_once.arm(bump_annotation(cluster, "pods", "demo", name))
     action, params, result = run(ctx, "quarantine_pod", namespace="demo", pod=name)
-    assert len(conflict_once.writes) == 2
+    assert conflict_once.retried()
     assert result.output["services"] == ["web"]
     now = must_get(cluster, "pods", "demo", name)["metadata"]["labels"]
     assert "app" not in now and now["kubernaut.io/quarantined"] == "true"

@@ -74,7 +74,7 @@ def test_raising_the_quota_lets_the_rollout_finish(
     action, params, result = run(
         ctx, "update_resource_quota", namespace="demo", quota="compute", hard={"pods": "10"}
     )
-    assert len(conflict_once.writes) == 2  # the first write hit the 409 and was retried
+    assert conflict_once.retried()  # the first write hit the 409 and was retried
     assert result.undo == {"hard": {"pods": "6"}} and result.changed
     assert (
         result.output["hard"] == {"pods": "10", "requests.memory": "2Gi"} and result.output["factor"] == 1.667

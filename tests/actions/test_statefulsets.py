@@ -80,7 +80,7 @@ def test_rollback_statefulset_fixes_a_stuck_rollout(
 
     conflict_once.arm(bump_annotation(cluster, "statefulsets", "demo", "db"))
     action, params, result = run(ctx, "rollback_statefulset", namespace="demo", statefulset="db")
-    assert len(conflict_once.writes) == 2  # the first write hit the 409 and was retried
+    assert conflict_once.retried()  # the first write hit the 409 and was retried
     assert result.changed and result.undo["template"] == bad
     assert result.output["to_revision"] == 1 and result.output["to_revision_name"] == first
     assert result.output["deleted_pods"] == ["db-2"]  # the stuck pod (forced rollback)
