@@ -148,7 +148,8 @@ def bag(
     for name, text in TEMPLATES.items():
         (templates / f"{name}.yaml").write_text(text)
     config = tmp_path / "kubernaut.yaml"
-    config.write_text("notify_conn_id: ops_webhook\n")
+    # The rollback task's own notice and the escalation from finalize, both to one receiver.
+    config.write_text("notify_conn_id: ops_webhook\nescalation: {conn_id: ops_webhook}\n")
     monkeypatch.setenv("KUBERNAUT_CONFIG", str(config))
     monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", json.dumps({"conn_type": "http", "host": webhook.url}))
     monkeypatch.setenv("KUBERNAUT_TEMPLATES_DIR", str(templates))
@@ -200,7 +201,12 @@ def test_undo_that_restores_nothing_is_partially_rolled_back_and_escalated(
     assert "has no undo" in undo["no-undo-change"]["undo_result"]["reason"]
     assert "escalated" in {o["outcome"] for o in run["outcomes"]}
     sent = [r.json() for r in webhook.requests]
-    assert sent and sent[-1]["fields"]["not_restorable"] == ["no-undo-change", "one-way-change"]
+    notices = [m for m in sent if m.get("kind") != "escalation"]
+    assert notices and notices[-1]["fields"]["not_restorable"] == ["no-undo-change", "one-way-change"]
+    # ... and the escalation through the notifier, from finalize, once, naming the outcome.
+    [escalated] = [m for m in sent if m.get("kind") == "escalation"]
+    assert escalated["outcome"] == "partially_rolled_back" and escalated["template"] == "outcome-partial"
+    assert escalated["url"].endswith(f"/kubernaut/ui/remediations/{run['id']}")
 
 
 def test_rollback_action_is_rendered_with_the_steps_context(bag: Any, cluster: SandboxCluster) -> None:
