@@ -7,9 +7,12 @@ the template file, line and field) of a second entry file that defines no other 
 (``dags/kubernaut_template_errors.py``, see ``template_errors``).
 
 Parse time counts twice: the DAG processor reparses the entry file every interval in a fresh
-process, and every task start parses it again. So a worker that parses for one task (Airflow's
-parsing context names its DAG) loads only that template (and the action modules it uses), and
-nothing here loads the kubernetes client: the actions import it when a task runs.
+process, and every task start parses it again. So a template is compiled once into a plan of
+its DAG (kubernaut.dag_plan, plain data) kept in the template cache with the text it came from;
+a parse of unchanged templates reads the plans back and builds the DAGs from them, importing
+neither the template models nor YAML nor the checks, and the operators import what their tasks
+need only when they run. A worker that parses for one task (Airflow's parsing context names its
+DAG) reads only that template's plan (bench/parse.py measures all of it).
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from airflow.sdk import DAG, BaseOperator
 
+from kubernaut.dag_plan import DURATIONS, PLAN, DagPlan, plan_of
+from kubernaut.dag_plan import assessment_settings as assessment_settings  # where they are defined now
+from kubernaut.dag_plan import rollback_spec as rollback_spec
+from kubernaut.dag_plan import step_spec as step_spec
+from kubernaut.dag_plan import upstream_closure as upstream_closure
 from kubernaut.operators import operator_for
-from kubernaut.operators.approval import KubernautApprovalOperator
 from kubernaut.operators.assess import ASSESS_TASK, ASSESSMENT_DAG_ID, KubernautAssessOperator
 from kubernaut.operators.rollback import (
     FINALIZE_TASK,
@@ -35,24 +42,20 @@ from kubernaut.operators.rollback import (
     KubernautRollbackOperator,
     rollback_on_failure,
 )
-from kubernaut.operators.runner import StepSpec
+from kubernaut.operators.spec import StepSpec
 from kubernaut.paths import TEMPLATES_DIR_ENV as TEMPLATES_DIR_ENV  # where it is defined now
 from kubernaut.paths import templates_dir
 from kubernaut.templates.cache import TemplateCache, default_cache
-from kubernaut.templates.errors import TemplateLoadError
-from kubernaut.templates.loader import (
-    LoadReport,
-    declared_name,
-    load_template,
-    load_templates,
-    template_files,
-)
-from kubernaut.templates.model import DAG_ID_PREFIX, NAME_PATTERN, Rollback, Step, Template
+from kubernaut.templates.names import template_files
+from kubernaut.templates.names import template_name as template_name  # where it is defined now
+
+if TYPE_CHECKING:
+    from kubernaut.templates.loader import LoadReport
+    from kubernaut.templates.model import Template
 
 log = logging.getLogger(__name__)
 
 BROKEN_DAG_ID = "kubernaut_broken_templates"
-NONE_FAILED = "none_failed"  # a step skipped by its condition must not skip its dependents
 
 
 class TemplateImportError(Exception):
@@ -66,120 +69,50 @@ class BrokenTemplatesDag(DAG):
         raise TemplateImportError(self.doc_md or "broken templates")
 
 
-def upstream_closure(deps: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Every step a step transitively depends on, in step order (what it may read)."""
-    order = list(deps)
-    closure: dict[str, set[str]] = {}
-    for name in order:  # effective_dependencies only points backwards in the list
-        seen: set[str] = set()
-        for up in deps[name]:
-            seen |= {up, *closure.get(up, set())}
-        closure[name] = seen
-    return {name: [s for s in order if s in closure[name]] for name in order}
-
-
-def rollback_spec(step: Step) -> dict[str, Any]:
-    """How this step is undone, recorded with its result: own undo, an action, or none."""
-    if step.rollback == "none":
-        return {"mode": "none"}
-    if isinstance(step.rollback, Rollback):
-        return {"mode": "action", **step.rollback.model_dump(exclude_none=True)}
-    return {"mode": "undo"}
-
-
-def step_spec(template: Template, step: Step, *, dry_run: bool, kube_conn_id: str) -> StepSpec:
-    """What the step runner is given for one step of a template (an Airflow task or a simulated step)."""
-    return StepSpec(
-        template=template.name,
-        name=step.name,
-        action_type=step.action.type,
-        action_name=step.action.action,
-        parameters=dict(step.action.parameters),
-        conditions=list(step.conditions),
-        rollback=rollback_spec(step),
-        dry_run=dry_run,
-        kube_conn_id=kube_conn_id,
-    )
-
-
-def _step_task(template: Template, step: Step, upstream: list[str], has_upstream: bool) -> BaseOperator:
-    config = template.configuration
-    spec = step_spec(template, step, dry_run=config.dry_run, kube_conn_id=config.kubernetes_conn_id)
-    kwargs: dict[str, Any] = {
-        "task_id": step.name,
-        "spec": spec,
-        "resolve_params": template.resolve_params,
-        "upstream_steps": upstream,
-        "execution_timeout": step.timeout_for(config),
-        "retries": step.retries_for(config),
-        "retry_delay": step.retry_delay_for(config),
-        "max_retry_delay": step.max_retry_delay_for(config),
-        "doc_md": step.description or None,
-    }
-    if step.retry_exponential_backoff_for(config):
-        kwargs["retry_exponential_backoff"] = 2.0
-    if has_upstream:
-        kwargs["trigger_rule"] = NONE_FAILED
-    return operator_for(step.action.type)(on_failure_callback=rollback_on_failure, **kwargs)
-
-
 def build_dag(template: Template) -> DAG:
-    config = template.configuration
-    source = f"`{template.source}`" if template.source else "a template"
+    """The DAG of a valid template."""
+    return build_plan(plan_of(template), template.source)
+
+
+def build_plan(plan: DagPlan, source: str | Path | None = None) -> DAG:
+    """The DAG of a template's plan (``source``: the template's file, for the DAG's docs)."""
+    where = f"`{source}`" if source else "a template"
+    name = plan["name"]
     dag = DAG(
-        dag_id=template.dag_id,
-        description=template.description or None,
+        dag_id=plan["dag_id"],
+        description=plan["description"] or None,
         schedule=None,
         catchup=False,
-        max_active_runs=config.max_active_runs,
-        tags=["kubernaut", f"template:{template.name}", *template.tags],
+        max_active_runs=plan["max_active_runs"],
+        tags=list(plan["tags"]),
         doc_md=(
-            f"**{template.name}** — {template.description}\n\nBuilt from {source}. Alerts: "
-            + ", ".join(a.alertname for a in template.alert_types)
+            f"**{name}** — {plan['description']}\n\nBuilt from {where}. Alerts: "
+            + ", ".join(plan["alertnames"])
             + '. The alert goes in `dag_run.conf` as `{"alert": {...}}`.'
         ),
     )
-    deps = template.effective_dependencies()
-    closure = upstream_closure(deps)
     with dag:
         entry: dict[str, BaseOperator] = {}
         exit_: dict[str, BaseOperator] = {}
-        for step in template.steps:
-            task = _step_task(template, step, closure[step.name], bool(deps[step.name]))
-            entry[step.name] = exit_[step.name] = task
-            if step.approval == "required":
-                on_reject = (
-                    "the changes made before it are kept"
-                    if step.on_reject == "keep"
-                    else "the changes made before it are rolled back"
-                )
-                gate = KubernautApprovalOperator(
-                    task_id=f"approve-{step.name}",
-                    template=template.name,
-                    step=step.name,
-                    on_reject=step.on_reject,
-                    subject=f"Approve step '{step.name}' of remediation '{template.name}'?",
-                    body=(
-                        f"{step.action.type}/{step.action.action}: {step.description}\n\n"
-                        f"Reject ends the run as declined; {on_reject}."
-                    ),
-                    response_timeout=step.approval_timeout_for(config),
-                    # Only to survive Airflow's stale-executor-event race: a retry reuses the
-                    # answer already given, never asks again (see operators/approval.py).
-                    retries=2,
-                    retry_delay=timedelta(seconds=3),
-                    trigger_rule=NONE_FAILED if deps[step.name] else "all_success",
-                )
+        for step in plan["steps"]:
+            kwargs = _durations(step["task"])
+            kwargs["spec"] = StepSpec(**kwargs["spec"])
+            task = operator_for(step["kind"])(on_failure_callback=rollback_on_failure, **kwargs)
+            entry[step["name"]] = exit_[step["name"]] = task
+            if step["gate"] is not None:
+                from kubernaut.operators.approval import KubernautApprovalOperator
+
+                gate = KubernautApprovalOperator(**_durations(step["gate"]))
                 gate >> task
-                entry[step.name] = gate
-            for up in deps[step.name]:
-                exit_[up] >> entry[step.name]
+                entry[step["name"]] = gate
+            for up in step["upstream"]:
+                exit_[up] >> entry[step["name"]]
         # The visible rollback path: after the last steps, whatever their outcome.
-        has_downstream = {up for ups in deps.values() for up in ups}
-        leaves = [exit_[s.name] for s in template.steps if s.name not in has_downstream]
+        has_downstream = {up for step in plan["steps"] for up in step["upstream"]}
+        leaves = [exit_[s["name"]] for s in plan["steps"] if s["name"] not in has_downstream]
         rollback = KubernautRollbackOperator(
             task_id=ROLLBACK_TASK,
-            template=template.name,
+            template=name,
             trigger_rule="all_done",
             retries=2,
             retry_delay=timedelta(seconds=10),
@@ -187,26 +120,25 @@ def build_dag(template: Template) -> DAG:
         )
         finalize = KubernautFinalizeOperator(
             task_id=FINALIZE_TASK,
-            template=template.name,
+            template=name,
             trigger_rule="all_done",
             retries=2,
             retry_delay=timedelta(seconds=5),
             doc_md="Records the outcome in the history; fails the run when a step failed; "
             f"starts the run's effectiveness assessment (a run of {ASSESSMENT_DAG_ID}).",
-            assessment=assessment_settings(template),
+            assessment=plan["assessment"],
         )
         leaves >> rollback >> finalize
     return dag
 
 
-def assessment_settings(template: Template) -> dict[str, Any]:
-    """The template's ``effectiveness`` for its runs' assessment (None: the configuration's)."""
-    eff = template.effectiveness
-    return {
-        "after": eff.after.total_seconds() if eff.after is not None else None,
-        "window": eff.window.total_seconds() if eff.window is not None else None,
-        "metrics": [m.model_dump() for m in eff.metrics],
-    }
+def _durations(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A plan's operator arguments (a copy) with its durations as ``timedelta``."""
+    out = dict(kwargs)
+    for key in DURATIONS:
+        if key in out:
+            out[key] = timedelta(seconds=out[key])
+    return out
 
 
 def assessment_dag(max_active_runs: int = 1024) -> DAG:
@@ -253,20 +185,55 @@ def broken_templates_dag(report: LoadReport) -> DAG | None:
     return BrokenTemplatesDag(dag_id=BROKEN_DAG_ID, schedule=None, doc_md=message)
 
 
-def template_name(dag_id: str) -> str | None:
-    """The name of the template whose DAG id this is (``Template.dag_id`` backwards), or None
-    when no template name gives this id."""
-    if not dag_id.startswith(DAG_ID_PREFIX):
+Planned = tuple[DagPlan, Path]  # a template's plan and its file
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None  # an error of that file: the error file reports it
+
+
+def _plan(path: Path, text: str, cache: TemplateCache | None) -> DagPlan | None:
+    """The plan of this text of ``path``: from the cache, else validated and compiled (and
+    cached); None when the template is invalid."""
+    if cache is not None:
+        cached = cache.get(path, text, PLAN, dict)
+        if cached is not None:
+            return cast("DagPlan", cached)
+    from kubernaut.templates.loader import validated
+
+    template = validated(path, text, cache=cache)
+    if template is None:
         return None
-    name = dag_id[len(DAG_ID_PREFIX) :].replace("_", "-")  # names have '-', never '_'
-    return name if len(name) <= 63 and re.match(NAME_PATTERN, name) else None
+    plan = plan_of(template)
+    if cache is not None:
+        cache.put(path, text, PLAN, plan)
+    return plan
 
 
-def _template_for(directory: Path, dag_id: str, cache: TemplateCache | None = None) -> Template | None:
-    """The template of ``dag_id`` loaded from its own file alone, when that gives the same
+def _all_plans(directory: Path, cache: TemplateCache | None) -> list[Planned]:
+    """The plans of the valid templates, as ``load_templates`` finds them: the first valid
+    file with a name keeps it (a later one is the error file's to report)."""
+    found: list[Planned] = []
+    names: set[str] = set()
+    for path in template_files([directory]):
+        text = _read(path)
+        plan = _plan(path, text, cache) if text is not None else None
+        if plan is not None and plan["name"] not in names:
+            names.add(plan["name"])
+            found.append((plan, path))
+    if cache is not None:
+        cache.save()
+    return found
+
+
+def _plan_for_dag(directory: Path, dag_id: str, cache: TemplateCache | None) -> Planned | None:
+    """The plan of ``dag_id`` from its template's own file alone, when that gives the same
     answer as loading them all: the file named after the template defines it and is valid,
     and no file before it (the first valid file keeps a name) declares that name.
-    None otherwise: then the caller loads every template."""
+    None otherwise: then the caller reads every template."""
     name = template_name(dag_id)
     if name is None:
         return None
@@ -281,13 +248,17 @@ def _template_for(directory: Path, dag_id: str, cache: TemplateCache | None = No
         except OSError:
             continue  # unreadable: an error of that file, not a claim on the name
         # Parsed only when the name appears in it at all (templates mention each other).
-        if mention.search(text) and declared_name(text) == name:
-            return None
-    try:
-        template = load_template(files[mine], cache=cache)
-    except TemplateLoadError:
-        return None  # the full load reports it (or finds the name in a later file)
-    return template if template.name == name else None
+        if mention.search(text):
+            from kubernaut.templates.yaml_lines import declared_name
+
+            if declared_name(text) == name:
+                return None
+    path = files[mine]
+    own = _read(path)
+    plan = _plan(path, own, cache) if own is not None else None
+    if cache is not None:
+        cache.save()
+    return (plan, path) if plan is not None and plan["name"] == name else None
 
 
 def build_dags(
@@ -299,32 +270,26 @@ def build_dags(
 ) -> dict[str, DAG]:
     """The DAGs of the valid templates in ``directory``; ``template_errors`` reports the others.
 
-    ``cache``: where validated templates are kept between parses (templates/cache.py; by
-    default ``$AIRFLOW_HOME/kubernaut-template-cache``, ``KUBERNAUT_TEMPLATE_CACHE=off``
-    disables it); None: validate every file.
+    ``cache``: where validated templates and their plans are kept between parses
+    (templates/cache.py; by default ``$AIRFLOW_HOME/kubernaut-template-cache``,
+    ``KUBERNAUT_TEMPLATE_CACHE=off`` disables it); None: validate every file.
 
     With ``dag_id`` (Airflow's parsing context when a worker parses for one task) only that
     DAG is built, from its template's file alone when it can be, and a broken template of that
     name raises ``TemplateImportError`` naming its errors, for the task's log.
     """
     with _gc_paused():
-        if templates is None:
-            directory = directory or templates_dir()
-            store = default_cache() if cache == "default" else cache
-            one = _template_for(directory, dag_id, store) if dag_id else None
-            if one is not None:
-                templates = [one]
-            else:
-                # The action plugins' problems are reported by the error file, not here.
-                report = load_templates(directory, cache=store, check_plugins=False)
-                templates = report.templates
-                if dag_id:
-                    templates = [t for t in templates if t.dag_id == dag_id]
-                    if not templates:
-                        _raise_if_broken(report, dag_id)
-        elif dag_id:
-            templates = [t for t in templates if t.dag_id == dag_id]
-        return {template.dag_id: build_dag(template) for template in templates}
+        if templates is not None:
+            return {t.dag_id: build_dag(t) for t in templates if dag_id is None or t.dag_id == dag_id}
+        directory = directory or templates_dir()
+        store = default_cache() if cache == "default" else cache
+        one = _plan_for_dag(directory, dag_id, store) if dag_id else None
+        plans = [one] if one is not None else _all_plans(directory, store)
+        if dag_id:
+            plans = [p for p in plans if p[0]["dag_id"] == dag_id]
+            if not plans:
+                _raise_if_broken(directory, dag_id, store)
+        return {plan["dag_id"]: build_plan(plan, path) for plan, path in plans}
 
 
 @contextmanager
@@ -341,8 +306,11 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _raise_if_broken(report: LoadReport, dag_id: str) -> None:
+def _raise_if_broken(directory: Path, dag_id: str, cache: TemplateCache | None) -> None:
     """The asked-for DAG does not exist: if its template's file failed to load, say why."""
+    from kubernaut.templates.loader import load_templates
+
+    report = load_templates(directory, cache=cache, check_plugins=False)
     name = template_name(dag_id)
     errors = [str(e) for path, found in report.errors.items() if path.stem == name for e in found]
     if errors:
@@ -356,5 +324,7 @@ def template_errors(directory: Path | None = None) -> dict[str, DAG]:
     Airflow 3 marks every DAG of a file that has an import error stale, and the API refuses
     to trigger them; so the errors must come from a file that defines no remediation DAG.
     """
+    from kubernaut.templates.loader import load_templates
+
     broken = broken_templates_dag(load_templates(directory or templates_dir(), cache=default_cache()))
     return {} if broken is None else {BROKEN_DAG_ID: broken}

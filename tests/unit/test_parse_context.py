@@ -50,15 +50,15 @@ def templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def loaded(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The template files read and validated (every load goes through loader._load)."""
+    """The template files validated (every validation goes through loader._load_text)."""
     paths: list[Path] = []
-    real = loader._load
+    real = loader._load_text
 
-    def spy(path: Path, registry: Any) -> Any:
+    def spy(path: Path, text: str, registry: Any) -> Any:
         paths.append(path)
-        return real(path, registry)
+        return real(path, text, registry)
 
-    monkeypatch.setattr(loader, "_load", spy)
+    monkeypatch.setattr(loader, "_load_text", spy)
     return paths
 
 
@@ -141,7 +141,7 @@ def test_template_name_reverses_the_dag_id() -> None:
         assert template_name(other) is None, other
 
 
-def _modules_after(code: str, templates_dir: Path) -> dict[str, Any]:
+def _modules_after(code: str, templates_dir: Path, cache: Path | None = None) -> dict[str, Any]:
     script = (
         "import json, sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
@@ -150,8 +150,12 @@ def _modules_after(code: str, templates_dir: Path) -> dict[str, Any]:
         "new = sorted(set(sys.modules) - before)\n"
         "print(json.dumps({'dags': sorted(bag.dags), 'errors': list(bag.import_errors), 'new': new}))\n"
     )
-    # Cache off: a warm cache would spare the DAG processor the action modules (and the registry).
-    env = {**os.environ, "KUBERNAUT_TEMPLATES_DIR": str(templates_dir), "KUBERNAUT_TEMPLATE_CACHE": "off"}
+    # Cache off unless given: a warm cache spares the DAG processor the action modules (and the registry).
+    env = {
+        **os.environ,
+        "KUBERNAUT_TEMPLATES_DIR": str(templates_dir),
+        "KUBERNAUT_TEMPLATE_CACHE": str(cache) if cache else "off",
+    }
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -266,3 +270,37 @@ def test_yaml_duplicate_keys_and_positions() -> None:
     # Merged keys are not duplicates of what they merge with; positions come from the file.
     merged = "base: &b {k: 1}\nz:\n  <<: *b\n  k: 2\n"
     assert _duplicates(merged) == [] and load_yaml(merged).position(("z", "k")).line == 4
+
+
+@pytest.mark.parametrize("for_task", [False, True], ids=["dag-processor", "worker"])
+def test_a_parse_of_unchanged_templates_reads_plans_and_imports_no_template_code(
+    for_task: bool, tmp_path: Path
+) -> None:
+    """With the cache warm, a parse builds every DAG from the plans alone: neither the template
+    models (pydantic), the loader and its checks, the actions, nor what the tasks import when
+    they run (the runner, the history, the configuration)."""
+    cache = tmp_path / "cache"
+    if for_task:
+        code = (
+            "from airflow.sdk.definitions._internal.dag_parsing_context import "
+            "_airflow_parsing_context_manager as ctx\n"
+            f"with ctx(dag_id={dag_id('node-not-ready')!r}, task_id='drain'):\n"
+            f"    bag = DagBag({str(ENTRY)!r}, safe_mode=False)"
+        )
+    else:
+        code = f"bag = DagBag({str(ENTRY)!r})"
+    cold = _modules_after(code, REPO / "templates", cache)
+    warm = _modules_after(code, REPO / "templates", cache)
+    assert warm["dags"] == cold["dags"] and not warm["errors"]
+    assert "kubernaut.templates.model" in cold["new"]  # the first parse validated them
+    heavy = (
+        "kubernaut.templates.model",
+        "kubernaut.templates.loader",
+        "kubernaut.templates.checks",
+        "kubernaut.actions",
+        "kubernaut.operators.runner",
+        "kubernaut.operators.run_context",
+        "kubernaut.history",
+        "kubernaut.config",
+    )
+    assert [m for m in warm["new"] if m.startswith(heavy)] == []

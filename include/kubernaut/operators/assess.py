@@ -27,11 +27,12 @@ import hashlib
 import time
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from kubernaut.operators.base import KubernautOperator
 
-from kubernaut.operators.run_context import RunContext
+if TYPE_CHECKING:  # imported when the task runs (the DAG processor imports this module)
+    from kubernaut.operators.run_context import RunContext
 
 ASSESS_TASK = "assess_effectiveness"
 ASSESSMENT_DAG_ID = "kubernaut_assessment"
@@ -168,6 +169,7 @@ def remediation_context(context: Any) -> RunContext:
     from kubernaut.clusters import Cluster
     from kubernaut.config import ConfigError, load_config
     from kubernaut.history import History
+    from kubernaut.operators.run_context import RunContext
 
     conf: Mapping[str, Any] = context["dag_run"].conf or {}
     rem = conf.get(CONF_KEY)
@@ -202,7 +204,7 @@ def remediation_context(context: Any) -> RunContext:
     )
 
 
-class KubernautAssessOperator(BaseOperator):
+class KubernautAssessOperator(KubernautOperator):
     """The one task of the ``kubernaut_assessment`` DAG: assesses the remediation run its
     run's conf names (``conf.remediation``), after that run's ``after`` + ``window``."""
 

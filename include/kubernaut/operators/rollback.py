@@ -14,19 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from kubernaut.actions.base import ActionContext
-from kubernaut.actions.registry import registry
-from kubernaut.operators.approval import approval_gates, rejected_gates
-from kubernaut.operators.resolved import recorded as resolved_outcome
-from kubernaut.operators.run_context import RunContext
-from kubernaut.operators.runner import StepSpec, render_context
-from kubernaut.rollback import RollbackReport, rollback_run
-from kubernaut.template_params import TemplateParameters
+from kubernaut.operators.base import KubernautOperator
+
+# What the tasks need to run is imported when they run: the DAG processor imports this module
+# for every parse (kubernaut.preload imports it all once in the process that forks the tasks).
+if TYPE_CHECKING:
+    from kubernaut.actions.base import ActionContext
+    from kubernaut.operators.run_context import RunContext
+    from kubernaut.operators.runner import StepSpec
+    from kubernaut.rollback import RollbackReport
 
 ROLLBACK_TASK, FINALIZE_TASK = "rollback", "finalize"
 GREEN_OUTCOMES = ("success", "not_needed")  # a run ends green only as one of these
@@ -58,6 +58,8 @@ class RunState:
 
     @classmethod
     def read(cls, context: Any) -> RunState:
+        from kubernaut.operators.approval import approval_gates, rejected_gates
+
         dag = context["dag"]
         gates = approval_gates(dag)
         states = _states(context, [*_step_operators(dag), *gates])
@@ -77,6 +79,9 @@ class RunState:
 def _render_contexts(context: Any, run: RunContext, log: Any) -> dict[str, dict[str, Any]]:
     """Per step, the rendering context it had (alert, run parameters, its upstream outputs),
     so a template's ``rollback:`` parameters render exactly as the step's did."""
+    from kubernaut.operators.runner import render_context
+    from kubernaut.template_params import TemplateParameters
+
     steps = _step_operators(context["dag"])
     ti = context["ti"]
     outputs: dict[str, Any] = {}
@@ -104,6 +109,10 @@ def _render_contexts(context: Any, run: RunContext, log: Any) -> dict[str, dict[
 
 
 def _run_rollback(context: Any, run: RunContext, log: Any) -> RollbackReport | None:
+    from kubernaut.actions.base import ActionContext
+    from kubernaut.operators.runner import render_context
+    from kubernaut.rollback import rollback_run
+
     if run.history is None or run.run_id is None:
         log.error("kubernaut: cannot roll back: no history database to read the undo journal from")
         return None
@@ -127,6 +136,8 @@ def rollback_on_failure(context: Any) -> None:
     if ti.try_number <= (task.retries or 0):
         task.log.info("kubernaut: step %s will be retried; no rollback yet", task.task_id)
         return
+    from kubernaut.operators.run_context import RunContext
+
     try:
         run = RunContext.open(context, task.spec.template, dry_run=False)
         _run_rollback(context, run, task.log)
@@ -137,6 +148,9 @@ def rollback_on_failure(context: Any) -> None:
 def _notify(context: Any, run: RunContext, title: str, result: Mapping[str, Any], log: Any) -> None:
     if not run.config.notify_conn_id:
         return
+    from kubernaut.actions.base import ActionContext
+    from kubernaut.actions.registry import registry
+
     try:
         notify = registry.get("monitoring", "notify")
         params = notify.Params.model_validate(
@@ -156,7 +170,7 @@ def _notify(context: Any, run: RunContext, title: str, result: Mapping[str, Any]
         log.error("kubernaut: escalation notification failed: %s", exc)
 
 
-class KubernautRollbackOperator(BaseOperator):
+class KubernautRollbackOperator(KubernautOperator):
     """Undo every journaled change in reverse completion order when the run did not succeed."""
 
     def __init__(self, *, template: str, **kwargs: Any) -> None:
@@ -170,6 +184,8 @@ class KubernautRollbackOperator(BaseOperator):
             raise AirflowSkipException(f"no rollback: {reason}")
         why = [f"{t} {state.states[t]}" for t in state.failed] + [f"{g} rejected" for g in state.rejected]
         self.log.info("kubernaut: %s; rolling back", ", ".join(why))
+        from kubernaut.operators.run_context import RunContext
+
         run = RunContext.open(context, self.template, dry_run=False)
         report = _run_rollback(context, run, self.log)
         if report is None:
@@ -211,7 +227,7 @@ def outcome_of(
     return "declined"
 
 
-class KubernautFinalizeOperator(BaseOperator):
+class KubernautFinalizeOperator(KubernautOperator):
     """Record how the run ended; start its effectiveness assessment (a run of the assessment
     DAG, ``kubernaut.operators.assess``; ``assessment``: the template's ``effectiveness``);
     fail the run unless it is a success."""
@@ -223,6 +239,9 @@ class KubernautFinalizeOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         state = RunState.read(context)
+        from kubernaut.operators.resolved import recorded as resolved_outcome
+        from kubernaut.operators.run_context import RunContext
+
         rollback_state = _states(context, [ROLLBACK_TASK])[ROLLBACK_TASK]
         run = RunContext.open(context, self.template, dry_run=False)
         journal = None

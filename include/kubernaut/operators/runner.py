@@ -21,6 +21,7 @@ from kubernaut.actions.base import ActionContext, ActionResult
 from kubernaut.actions.registry import ActionRegistry, registry
 from kubernaut.alert import alert_context
 from kubernaut.operators.recorder import NullRecorder, StepRecorder
+from kubernaut.operators.spec import StepSpec as StepSpec  # where it is defined now
 from kubernaut.rendering import RenderError, evaluate_condition, render_value
 from kubernaut.secrets import REDACTED, SecretsUnprotected, StepSecrets, redact_registered
 from kubernaut.waits.spec import WaitOutcome, WaitSpec, WaitSpecError
@@ -39,21 +40,6 @@ INJECT_KEY = "inject_failure"
 # A wait with less time than this left runs where the step runs: deferring costs more.
 MIN_DEFER_SECONDS = 5.0
 RESUME_VERSION = 1
-
-
-@dataclass
-class StepSpec:
-    """What the runner needs of a template step (plain data, built by the DAG factory)."""
-
-    template: str
-    name: str
-    action_type: str
-    action_name: str
-    parameters: dict[str, Any]
-    conditions: list[str] = field(default_factory=list)
-    rollback: dict[str, Any] | None = None
-    dry_run: bool = False
-    kube_conn_id: str = "kubernetes_default"
 
 
 @dataclass

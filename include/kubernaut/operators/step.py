@@ -6,21 +6,17 @@ process exits and frees its worker slot, the triggerer runs the wait (``StepWait
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from kubernaut.operators.base import KubernautOperator
+from kubernaut.operators.spec import StepSpec
 
-from kubernaut.actions.base import PreconditionFailed
-from kubernaut.operators.approval import approval_gates, rejected_gates
-from kubernaut.operators.recorder import HistoryRecorder, NullRecorder, StepRecorder
-from kubernaut.operators.resolved import not_needed
-from kubernaut.operators.run_context import RunContext
-from kubernaut.operators.runner import StepInputError, StepOutcome, StepSpec, resume_step, run_step
-from kubernaut.template_params import TemplateParameters
+if TYPE_CHECKING:
+    from kubernaut.operators.recorder import StepRecorder
+    from kubernaut.operators.run_context import RunContext
+    from kubernaut.operators.runner import StepOutcome
 
 # Airflow's own limit on the deferral, a backstop behind the wait's deadline (the trigger
 # reports a timeout itself, with what it saw last).
@@ -29,9 +25,13 @@ DEFER_GRACE = timedelta(minutes=2)
 MAX_POLL_INTERVAL = 10.0
 
 
-class KubernautStepOperator(BaseOperator):
+class KubernautStepOperator(KubernautOperator):
     """Runs one template step. Parameters are rendered by kubernaut's sandboxed Jinja,
-    not by Airflow's templating, so no ``template_fields`` here on purpose."""
+    not by Airflow's templating, so no ``template_fields`` here on purpose.
+
+    Light to import and to build (the DAG processor builds every step of every template at
+    every parse): what a step needs to run is imported when it runs (kubernaut.preload
+    imports it once in the process that forks the tasks)."""
 
     action_kind: ClassVar[str] = ""
     ui_color = "#e8f0fe"
@@ -40,16 +40,37 @@ class KubernautStepOperator(BaseOperator):
         self,
         *,
         spec: StepSpec,
-        resolve_params: Callable[[dict[str, Any] | None], dict[str, Any]],
+        parameters: Mapping[str, Mapping[str, Any]],
         upstream_steps: list[str],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.spec = spec
-        self.resolve_params = resolve_params
-        self.upstream_steps = list(upstream_steps)
+        # Past BaseOperator.__setattr__, whose converters and template-field bookkeeping are for
+        # Airflow's own arguments: the DAG processor builds every step of every template.
+        init = object.__setattr__
+        init(self, "spec", spec)
+        # The template's parameter declarations (``Parameter.model_dump()``): plain data, so
+        # that the DAG processor reads them back from the template cache without pydantic.
+        init(self, "parameters", {name: dict(p) for name, p in parameters.items()})
+        init(self, "upstream_steps", list(upstream_steps))
+
+    def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The template's parameters: defaults merged with ``overrides`` (``Template.resolve_params``)."""
+        from kubernaut.templates.model import Parameter, resolve_parameters
+
+        declared = {name: Parameter.model_validate(p) for name, p in self.parameters.items()}
+        return resolve_parameters(declared, overrides)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from kubernaut.actions.base import PreconditionFailed
+        from kubernaut.operators.approval import approval_gates, rejected_gates
+        from kubernaut.operators.resolved import not_needed
+        from kubernaut.operators.run_context import RunContext
+        from kubernaut.operators.runner import StepInputError, run_step
+        from kubernaut.template_params import TemplateParameters
+
         if approval_gates(context["dag"]):
             rejected = rejected_gates(context)
             if rejected:
@@ -103,6 +124,8 @@ class KubernautStepOperator(BaseOperator):
 
     def _spec_for(self, run: RunContext) -> StepSpec:
         """The step as this run runs it: on the run's cluster (kubernaut.clusters)."""
+        import dataclasses
+
         if run.kube_conn_id == self.spec.kube_conn_id:
             return self.spec
         return dataclasses.replace(self.spec, kube_conn_id=run.kube_conn_id)
@@ -120,6 +143,12 @@ class KubernautStepOperator(BaseOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """The wait ended in the triggerer: judge its outcome, verify and record the step."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from kubernaut.actions.base import PreconditionFailed
+        from kubernaut.operators.run_context import RunContext
+        from kubernaut.operators.runner import StepInputError, resume_step
+
         run = RunContext.open(context, self.spec.template, self.spec.dry_run, self.spec.kube_conn_id)
         try:
             outcome = resume_step(
@@ -135,6 +164,8 @@ class KubernautStepOperator(BaseOperator):
         return outcome.record
 
     def _recorder(self, run: RunContext) -> StepRecorder:
+        from kubernaut.operators.recorder import HistoryRecorder, NullRecorder
+
         if run.history is None or run.run_id is None:
             return NullRecorder()
         return HistoryRecorder(

@@ -727,7 +727,7 @@ def _run(
     prometheus: PrometheusService | None,
     sink: NotifySink,
 ) -> None:
-    from kubernaut.factory import rollback_spec, step_spec, upstream_closure
+    from kubernaut.dag_plan import rollback_spec, step_spec, upstream_closure
     from kubernaut.intake.payload import PayloadError, parse_payload
     from kubernaut.operators.recorder import HistoryRecorder
     from kubernaut.operators.runner import INJECT_KEY, StepInputError, render_context, run_step

@@ -5,12 +5,14 @@ start; loading a template (YAML, the schema, the cross-step and Jinja checks, th
 registry) costs several times more than reading back the ``Template`` it gave last time.
 
 One cache file per template directory (``<cache dir>/<hash of the directory>.pickle``) maps
-each file name to the SHA-256 of the file's text and the pickled ``Template`` that text
-validated into. An entry is used only when the file's text is byte-for-byte the same, and the
-whole file only when it was written by the same code: its stamp covers this cache's format,
-Python, pydantic and PyYAML, the size and mtime of every module of the ``kubernaut`` package
-and the installed distributions (what the action registry, and so the checks, depend on:
-installing, upgrading or removing an action plugin changes it). Only valid templates are
+each file name to the SHA-256 of the file's text and what that text gave, pickled by kind: the
+``Template`` it validated into and the DAG factory's plan of its DAG (kubernaut.dag_plan: plain
+data, so an unchanged template's parse imports neither pydantic nor YAML). An entry is used
+only when the file's text is byte-for-byte the same, and the whole file only when it was
+written by the same code: its stamp covers this cache's format, Python, pydantic and PyYAML,
+the size and mtime of every module of the ``kubernaut`` package and the installed
+distributions (what the action registry, and so the checks, depend on: installing, upgrading
+or removing an action plugin changes it). Only valid templates are
 cached: a broken file is loaded (and its errors placed) every time.
 
 Writers write a temporary file and rename it over the old one, so a reader sees a whole
@@ -32,16 +34,20 @@ import pickle
 import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from kubernaut.templates.model import Template
+if TYPE_CHECKING:
+    from kubernaut.templates.model import Template
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "KUBERNAUT_TEMPLATE_CACHE"
 DISABLED = ("off", "0", "false", "no", "none")
 DEFAULT_SUBDIR = "kubernaut-template-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+TEMPLATE = "template"  # the kind of a cached Template
+V = TypeVar("V")
+Entry = tuple[bytes, dict[str, bytes]]  # text digest, pickled value by kind
 _DIST_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".pth")
 
 
@@ -93,14 +99,14 @@ def _digest(text: str) -> bytes:
 
 
 class _Bucket:
-    """The cache file of one template directory: file name -> (text digest, pickled Template)."""
+    """The cache file of one template directory: file name -> (text digest, pickles by kind)."""
 
     def __init__(self, file: Path) -> None:
         self.file = file
-        self.entries: dict[str, tuple[bytes, bytes]] = self._read()
+        self.entries: dict[str, Entry] = self._read()
         self.dirty = False
 
-    def _read(self) -> dict[str, tuple[bytes, bytes]]:
+    def _read(self) -> dict[str, Entry]:
         try:
             with open(self.file, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -154,10 +160,13 @@ class TemplateCache:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._buckets: dict[Path, _Bucket] = {}
+        self._resolved: dict[Path, Path] = {}
         self.hits = self.misses = 0
 
     def _bucket(self, path: Path) -> _Bucket:
-        parent = path.parent.resolve()
+        parent = self._resolved.get(path.parent)
+        if parent is None:  # resolved once per directory, not once per file
+            parent = self._resolved[path.parent] = path.parent.resolve()
         bucket = self._buckets.get(parent)
         if bucket is None:
             name = hashlib.sha256(str(parent).encode("utf-8", "surrogatepass")).hexdigest()[:24]
@@ -166,24 +175,41 @@ class TemplateCache:
 
     def lookup(self, path: Path, text: str) -> Template | None:
         """The template this exact text of ``path`` validated into, or None."""
-        entry = self._bucket(path).entries.get(path.name)
-        if entry is not None and entry[0] == _digest(text):
-            try:
-                template = pickle.loads(entry[1])
-            except Exception as exc:
-                log.debug("kubernaut: unreadable template cache entry for %s: %s", path, exc)
-                template = None
-            if isinstance(template, Template):
-                template._source = path  # as the loader sets it (the path as given)
-                self.hits += 1
-                return template
-        self.misses += 1
-        return None
+        from kubernaut.templates.model import Template
+
+        template = self.get(path, text, TEMPLATE, Template)
+        if template is not None:
+            template._source = path  # as the loader sets it (the path as given)
+        return template
 
     def store(self, path: Path, text: str, template: Template) -> None:
         """Remember a valid template of this text of ``path`` (written by ``save``)."""
+        self.put(path, text, TEMPLATE, template)
+
+    def get(self, path: Path, text: str, kind: str, type_: type[V]) -> V | None:
+        """What this exact text of ``path`` gave, of ``kind`` (an instance of ``type_``), or None."""
+        entry = self._bucket(path).entries.get(path.name)
+        blob = entry[1].get(kind) if entry is not None and entry[0] == _digest(text) else None
+        if blob is not None:
+            try:
+                value = pickle.loads(blob)
+            except Exception as exc:
+                log.debug("kubernaut: unreadable template cache entry for %s: %s", path, exc)
+                value = None
+            if isinstance(value, type_):
+                self.hits += 1
+                return value
+        self.misses += 1
+        return None
+
+    def put(self, path: Path, text: str, kind: str, value: object) -> None:
+        """Remember what this text of ``path`` gave, of ``kind`` (written by ``save``)."""
         bucket = self._bucket(path)
-        bucket.entries[path.name] = (_digest(text), pickle.dumps(template, protocol=pickle.HIGHEST_PROTOCOL))
+        digest = _digest(text)
+        entry = bucket.entries.get(path.name)
+        values = dict(entry[1]) if entry is not None and entry[0] == digest else {}
+        values[kind] = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        bucket.entries[path.name] = (digest, values)
         bucket.dirty = True
 
     def save(self) -> None:

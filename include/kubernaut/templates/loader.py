@@ -21,12 +21,13 @@ from kubernaut.actions.registry import registry as default_registry
 from kubernaut.templates.checks import Problem, StepChecker, check_target, did_you_mean, field_names, humanize
 from kubernaut.templates.errors import FieldPath, TemplateError, TemplateLoadError, format_path
 from kubernaut.templates.model import NAME_PATTERN, Step, Template
-from kubernaut.templates.yaml_lines import YAML_LOADER, YamlDocument, YamlSyntaxError, load_yaml
+from kubernaut.templates.names import TEMPLATE_SUFFIXES as TEMPLATE_SUFFIXES  # where they are defined now
+from kubernaut.templates.names import template_files as template_files
+from kubernaut.templates.yaml_lines import YamlDocument, YamlSyntaxError, load_yaml
+from kubernaut.templates.yaml_lines import declared_name as declared_name  # where it is defined now
 
 if TYPE_CHECKING:
     from kubernaut.templates.cache import TemplateCache
-
-TEMPLATE_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass
@@ -69,27 +70,6 @@ def load_templates(
 ) -> LoadReport:
     """Load every ``*.yaml``/``*.yml`` in ``directory``; broken files are reported, not fatal."""
     return load_paths([Path(directory)], registry=registry, cache=cache, check_plugins=check_plugins)
-
-
-def template_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given plus the template files directly inside given directories."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix in TEMPLATE_SUFFIXES and f.is_file())
-        else:
-            files.append(p)
-    return files
-
-
-def declared_name(text: bytes | str) -> object:
-    """The top-level ``name`` a template file's text declares (unvalidated), or None when it
-    is not a readable YAML mapping."""
-    try:
-        data = yaml.load(text, Loader=YAML_LOADER)
-    except (yaml.YAMLError, RecursionError, ValueError):
-        return None
-    return data.get("name") if isinstance(data, dict) else None
 
 
 def load_paths(
@@ -158,6 +138,10 @@ def _load_cached(path: Path, registry: ActionRegistry, cache: TemplateCache) -> 
     text = _read(path)
     if isinstance(text, TemplateError):
         return None, [text], None
+    return _load_text_cached(path, text, registry, cache)
+
+
+def _load_text_cached(path: Path, text: str, registry: ActionRegistry, cache: TemplateCache) -> Loaded:
     cached = cache.lookup(path, text)
     if cached is not None:
         return cached, [], None
@@ -165,6 +149,17 @@ def _load_cached(path: Path, registry: ActionRegistry, cache: TemplateCache) -> 
     if template is not None and not errors:
         cache.store(path, text, template)
     return template, errors, doc
+
+
+def validated(
+    path: Path, text: str, *, registry: ActionRegistry = default_registry, cache: TemplateCache | None = None
+) -> Template | None:
+    """The template this text (read from ``path``) gives when it is valid, else None (its errors
+    are the error file's to report). For the DAG factory, which has read the text already."""
+    template, errors, _ = (
+        _load_text(path, text, registry) if cache is None else _load_text_cached(path, text, registry, cache)
+    )
+    return template if not errors else None
 
 
 def _load_text(path: Path, text: str, registry: ActionRegistry) -> Loaded:

@@ -8,6 +8,7 @@ with its own field path instead of one model-level failure.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -32,17 +33,17 @@ from pydantic_core import CoreSchema
 from kubernaut.actions.base import ACTION_KINDS, ActionKind
 from kubernaut.durations import Duration, parse_duration
 from kubernaut.templates.matchers import MatcherField
+from kubernaut.templates.names import DAG_ID_PREFIX as DAG_ID_PREFIX  # where it is defined now
+from kubernaut.templates.names import MAX_NAME, dag_id_of
+from kubernaut.templates.names import NAME_PATTERN as NAME_PATTERN
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from kubernaut.actions.registry import ActionRegistry
 
-# DNS-1123 label: what Kubernetes allows in names, and safe inside a dag_id.
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DagName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+DagName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME)]
 ParameterType = Literal["string", "integer", "number", "boolean", "duration", "list", "object"]
-DAG_ID_PREFIX = "kubernaut_"
 # DAGs kubernaut builds besides the templates' (kubernaut_assessment: the effectiveness runs;
 # kubernaut_maintenance: the history prune, dags/kubernaut_maintenance.py)
 RESERVED_NAMES = frozenset({"assessment", "maintenance"})
@@ -369,7 +370,7 @@ class Template(_Strict):
 
     @property
     def dag_id(self) -> str:
-        return DAG_ID_PREFIX + self.name.replace("-", "_")
+        return dag_id_of(self.name)
 
     def step(self, name: str) -> Step:
         for step in self.steps:
@@ -388,27 +389,35 @@ class Template(_Strict):
 
     def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults merged with ``overrides``; raise ParameterError listing every problem."""
-        problems: list[str] = []
-        values: dict[str, Any] = {}
-        overrides = overrides or {}
-        for key in overrides:
-            if key not in self.parameters:
-                close = difflib.get_close_matches(key, list(self.parameters), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(f"unknown parameter {key!r}{hint}")
-        for name, spec in self.parameters.items():
-            if name in overrides:
-                try:
-                    values[name] = spec.coerce(overrides[name])
-                except ValueError as exc:
-                    problems.append(f"parameter {name!r}: {exc}")
-            elif spec.required:
-                problems.append(f"parameter {name!r} is required")
-            else:
-                values[name] = spec.default
-        if problems:
-            raise ParameterError(problems)
-        return values
+        return resolve_parameters(self.parameters, overrides)
+
+
+def resolve_parameters(
+    parameters: Mapping[str, Parameter], overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Declared ``parameters``' defaults merged with ``overrides``; raise ParameterError listing
+    every problem (the step operators resolve a run's parameters with this, too)."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    overrides = overrides or {}
+    for key in overrides:
+        if key not in parameters:
+            close = difflib.get_close_matches(key, list(parameters), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"unknown parameter {key!r}{hint}")
+    for name, spec in parameters.items():
+        if name in overrides:
+            try:
+                values[name] = spec.coerce(overrides[name])
+            except ValueError as exc:
+                problems.append(f"parameter {name!r}: {exc}")
+        elif spec.required:
+            problems.append(f"parameter {name!r} is required")
+        else:
+            values[name] = spec.default
+    if problems:
+        raise ParameterError(problems)
+    return values
 
 
 class ParameterError(ValueError):

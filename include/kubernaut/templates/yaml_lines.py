@@ -198,3 +198,13 @@ def _index(
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _index(item, (*path, i), values, keys, duplicates, seen)
+
+
+def declared_name(text: bytes | str) -> object:
+    """The top-level ``name`` a template file's text declares (unvalidated), or None when it
+    is not a readable YAML mapping."""
+    try:
+        data = yaml.load(text, Loader=YAML_LOADER)
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return None
+    return data.get("name") if isinstance(data, dict) else None
