@@ -35,6 +35,9 @@ class KubernautStepOperator(KubernautOperator):
 
     action_kind: ClassVar[str] = ""
     ui_color = "#e8f0fe"
+    spec: StepSpec
+    parameters: dict[str, dict[str, Any]]
+    upstream_steps: list[str]
 
     def __init__(
         self,
