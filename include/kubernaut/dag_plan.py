@@ -45,6 +45,7 @@ class DagPlan(TypedDict):
     tags: list[str]
     alertnames: list[str]
     steps: list[StepPlan]
+    parameters: dict[str, dict[str, Any]]  # the template's declarations (``Parameter.model_dump()``)
     assessment: dict[str, Any]  # the template's ``effectiveness`` for finalize
 
 
@@ -92,17 +93,17 @@ def _step_plan(template: Template, step: Step, deps: list[str], reads: list[str]
     task: dict[str, Any] = {
         "task_id": step.name,
         "spec": dataclasses.asdict(spec),
-        "parameters": {name: p.model_dump() for name, p in template.parameters.items()},
         "upstream_steps": reads,
         "execution_timeout": step.timeout_for(config).total_seconds(),
         "retries": step.retries_for(config),
         "retry_delay": step.retry_delay_for(config).total_seconds(),
-        "max_retry_delay": step.max_retry_delay_for(config).total_seconds(),
     }
     if step.description:
         task["doc_md"] = step.description
     if step.retry_exponential_backoff_for(config):
+        # Airflow reads max_retry_delay only with a backoff: each argument costs at every parse.
         task["retry_exponential_backoff"] = 2.0
+        task["max_retry_delay"] = step.max_retry_delay_for(config).total_seconds()
     if deps:
         task["trigger_rule"] = NONE_FAILED
     gate = None
@@ -154,5 +155,6 @@ def plan_of(template: Template) -> DagPlan:
         tags=["kubernaut", f"template:{template.name}", *template.tags],
         alertnames=[a.alertname for a in template.alert_types],
         steps=[_step_plan(template, s, deps[s.name], reads[s.name]) for s in template.steps],
+        parameters={name: p.model_dump() for name, p in template.parameters.items()},
         assessment=assessment_settings(template),
     )

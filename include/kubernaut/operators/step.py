@@ -36,7 +36,7 @@ class KubernautStepOperator(KubernautOperator):
     action_kind: ClassVar[str] = ""
     ui_color = "#e8f0fe"
     spec: StepSpec
-    parameters: dict[str, dict[str, Any]]
+    parameters: Mapping[str, Mapping[str, Any]]
     upstream_steps: list[str]
 
     def __init__(
@@ -53,8 +53,9 @@ class KubernautStepOperator(KubernautOperator):
         init = object.__setattr__
         init(self, "spec", spec)
         # The template's parameter declarations (``Parameter.model_dump()``): plain data, so
-        # that the DAG processor reads them back from the template cache without pydantic.
-        init(self, "parameters", {name: dict(p) for name, p in parameters.items()})
+        # that the DAG processor reads them back from the template cache without pydantic;
+        # one mapping shared by the steps of a template, never modified.
+        init(self, "parameters", parameters)
         init(self, "upstream_steps", list(upstream_steps))
 
     def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -4,10 +4,11 @@ Airflow parses the DAG files in a fresh process every interval and again for eve
 start; loading a template (YAML, the schema, the cross-step and Jinja checks, the action
 registry) costs several times more than reading back the ``Template`` it gave last time.
 
-One cache file per template directory (``<cache dir>/<hash of the directory>.pickle``) maps
-each file name to the SHA-256 of the file's text and what that text gave, pickled by kind: the
-``Template`` it validated into and the DAG factory's plan of its DAG (kubernaut.dag_plan: plain
-data, so an unchanged template's parse imports neither pydantic nor YAML). An entry is used
+One cache file per template directory and kind of value
+(``<cache dir>/<hash of the directory>.<kind>.pickle``) maps each file name to the SHA-256 of
+the file's text and what that text gave, pickled: the ``Template`` it validated into (kind
+``template``), the DAG factory's plan of its DAG (``dag-plan``, kubernaut.dag_plan: plain data,
+so an unchanged template's parse imports neither pydantic nor YAML, nor reads the templates). An entry is used
 only when the file's text is byte-for-byte the same, and the whole file only when it was
 written by the same code: its stamp covers this cache's format, Python, pydantic and PyYAML,
 the size and mtime of every module of the ``kubernaut`` package and the installed
@@ -47,7 +48,7 @@ DEFAULT_SUBDIR = "kubernaut-template-cache"
 FORMAT_VERSION = 2
 TEMPLATE = "template"  # the kind of a cached Template
 V = TypeVar("V")
-Entry = tuple[bytes, dict[str, bytes]]  # text digest, pickled value by kind
+Entry = tuple[bytes, bytes]  # text digest, pickled value
 _DIST_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".pth")
 
 
@@ -99,7 +100,7 @@ def _digest(text: str) -> bytes:
 
 
 class _Bucket:
-    """The cache file of one template directory: file name -> (text digest, pickles by kind)."""
+    """The cache file of one template directory and kind: file name -> (text digest, pickle)."""
 
     def __init__(self, file: Path) -> None:
         self.file = file
@@ -159,18 +160,18 @@ class TemplateCache:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self._buckets: dict[Path, _Bucket] = {}
+        self._buckets: dict[tuple[Path, str], _Bucket] = {}
         self._resolved: dict[Path, Path] = {}
         self.hits = self.misses = 0
 
-    def _bucket(self, path: Path) -> _Bucket:
+    def _bucket(self, path: Path, kind: str) -> _Bucket:
         parent = self._resolved.get(path.parent)
         if parent is None:  # resolved once per directory, not once per file
             parent = self._resolved[path.parent] = path.parent.resolve()
-        bucket = self._buckets.get(parent)
+        bucket = self._buckets.get((parent, kind))
         if bucket is None:
             name = hashlib.sha256(str(parent).encode("utf-8", "surrogatepass")).hexdigest()[:24]
-            bucket = self._buckets[parent] = _Bucket(self.directory / f"{name}.pickle")
+            bucket = self._buckets[parent, kind] = _Bucket(self.directory / f"{name}.{kind}.pickle")
         return bucket
 
     def lookup(self, path: Path, text: str) -> Template | None:
@@ -188,9 +189,9 @@ class TemplateCache:
 
     def get(self, path: Path, text: str, kind: str, type_: type[V]) -> V | None:
         """What this exact text of ``path`` gave, of ``kind`` (an instance of ``type_``), or None."""
-        entry = self._bucket(path).entries.get(path.name)
-        blob = entry[1].get(kind) if entry is not None and entry[0] == _digest(text) else None
-        if blob is not None:
+        entry = self._bucket(path, kind).entries.get(path.name)
+        if entry is not None and entry[0] == _digest(text):
+            blob = entry[1]
             try:
                 value = pickle.loads(blob)
             except Exception as exc:
@@ -204,18 +205,14 @@ class TemplateCache:
 
     def put(self, path: Path, text: str, kind: str, value: object) -> None:
         """Remember what this text of ``path`` gave, of ``kind`` (written by ``save``)."""
-        bucket = self._bucket(path)
-        digest = _digest(text)
-        entry = bucket.entries.get(path.name)
-        values = dict(entry[1]) if entry is not None and entry[0] == digest else {}
-        values[kind] = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        bucket.entries[path.name] = (digest, values)
+        bucket = self._bucket(path, kind)
+        bucket.entries[path.name] = (_digest(text), pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
         bucket.dirty = True
 
     def save(self) -> None:
         """Write the changed cache files, dropping entries of files that are gone. Never
         raises for a cache that cannot be written (a read-only home): it just stays cold."""
-        for parent, bucket in self._buckets.items():
+        for (parent, _), bucket in self._buckets.items():
             if not bucket.dirty:
                 continue
             for name in [n for n in bucket.entries if not (parent / n).is_file()]:
