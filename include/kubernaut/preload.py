@@ -29,6 +29,16 @@ PRELOAD = (
 )
 
 
+def warm_rendering() -> None:
+    """Build kubernaut.rendering's environment (cached per process) and its lexer, and compile
+    once: a forked task then renders without building them again. Keeps no template."""
+    from kubernaut.rendering import _env
+
+    env = _env()
+    env.from_string("{{ a.b['c'] }}{% if d is defined %}{{ e | default('') }}{% endif %}")
+    env.compile_expression("a is defined and b == 'c'")
+
+
 def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     """Import ``modules`` and load Airflow's plugins (cached per process, so a forked task
     finds them loaded); return what failed (an optimisation only: a task imports what it needs
@@ -48,6 +58,11 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     except Exception as exc:
         logging.getLogger(__name__).warning("kubernaut: not preloading the actions: %s", exc)
         failed.append("actions")
+    try:  # the sandboxed Jinja environment and its lexer, built on a step's first render
+        warm_rendering()
+    except Exception as exc:
+        logging.getLogger(__name__).warning("kubernaut: not preloading the rendering: %s", exc)
+        failed.append("rendering")
     try:
         from airflow.sdk.plugins_manager import _get_plugins
 

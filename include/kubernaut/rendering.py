@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
@@ -71,6 +71,58 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, list | tuple):
         return [render_value(v, context) for v in value]
     return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def referenced_names(name: str, values: Any, conditions: Iterable[str] = ()) -> frozenset[str] | None:
+    """The keys of the context variable ``name`` that the templated strings in ``values`` and the
+    ``conditions`` read, when every use is a constant subscript or attribute (``steps['a'].x``,
+    ``steps.a``); None when the variable is used any other way (passed whole, iterated, indexed
+    by an expression, assigned) or a text does not parse: the caller then assumes all keys."""
+    from jinja2 import nodes
+
+    keys: set[str] = set()
+    texts = [t for t in _strings(values) if is_templated(t)]
+    for expr in conditions:
+        text = expr.strip()
+        texts.append(text if text.startswith("{{") and text.endswith("}}") else "{{ " + text + " }}")
+    for text in texts:
+        if name not in text:
+            continue  # cannot mention it
+        try:
+            tree = _env().parse(text)
+        except TemplateSyntaxError:
+            return None
+        uses = [n for n in tree.find_all(nodes.Name) if n.name == name]
+        if any(n.ctx != "load" for n in uses):
+            return None
+        constant = 0
+        for node in tree.find_all((nodes.Getitem, nodes.Getattr)):
+            assert isinstance(node, nodes.Getitem | nodes.Getattr)
+            if not (isinstance(node.node, nodes.Name) and node.node.name == name):
+                continue
+            if isinstance(node, nodes.Getattr):
+                if hasattr(dict, node.attr):  # steps.get(...), steps.items ...: the mapping itself
+                    return None
+                keys.add(node.attr)
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                keys.add(node.arg.value)
+            else:
+                return None
+            constant += 1
+        if constant != len(uses):
+            return None
+    return frozenset(keys)
 
 
 def evaluate_condition(expr: str, context: Mapping[str, Any]) -> bool:

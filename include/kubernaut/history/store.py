@@ -171,14 +171,41 @@ class History:
         cluster: str = "",
         kube_conn_id: str = "",
     ) -> int:
+        run_id, _ = self.ensure_run_with_outcome(
+            dag_id, dag_run_id, template, alert, dry_run, cluster=cluster, kube_conn_id=kube_conn_id
+        )
+        return run_id
+
+    def ensure_run_with_outcome(
+        self,
+        dag_id: str,
+        dag_run_id: str,
+        template: str,
+        alert: Mapping[str, Any],
+        dry_run: bool,
+        *,
+        cluster: str = "",
+        kube_conn_id: str = "",
+        outcome: tuple[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any] | None]:
+        """``ensure_run`` and, in the same round trip, ``outcome_of_kind(run, *outcome)``."""
+        kind, value = outcome or ("", "")
         row = self._one(
             """
-            INSERT INTO kubernaut_runs (dag_id, dag_run_id, template, alert_fingerprint, alert_name,
-                                        target_kind, target_namespace, target_name, dry_run,
-                                        cluster, kube_conn_id)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id
-            RETURNING id
+            WITH r AS (
+                INSERT INTO kubernaut_runs (dag_id, dag_run_id, template, alert_fingerprint, alert_name,
+                                            target_kind, target_namespace, target_name, dry_run,
+                                            cluster, kube_conn_id)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id
+                RETURNING id
+            )
+            SELECT r.id AS run_id, o.id, o.run_id AS outcome_run_id, o.kind, o.outcome, o.detail,
+                   o.recorded_at
+              FROM r LEFT JOIN LATERAL (
+                   SELECT * FROM kubernaut_outcomes
+                    WHERE %s AND run_id = r.id AND kind = %s AND outcome = %s
+                    ORDER BY id LIMIT 1) o ON TRUE
             """,
             (
                 dag_id,
@@ -192,10 +219,24 @@ class History:
                 dry_run,
                 cluster,
                 kube_conn_id,
+                outcome is not None,
+                kind,
+                value,
             ),
         )
         assert row is not None
-        return int(row["id"])
+        run_id = int(row["run_id"])
+        if row["id"] is None:
+            return run_id, None
+        found = {
+            "id": row["id"],
+            "run_id": row["outcome_run_id"],
+            "kind": row["kind"],
+            "outcome": row["outcome"],
+            "detail": _as_dict(row["detail"]),
+            "recorded_at": row["recorded_at"],
+        }
+        return run_id, found
 
     def finish_run(self, run_id: int, status: str, detail: str = "") -> None:
         self._query(

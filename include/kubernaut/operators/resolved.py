@@ -45,9 +45,12 @@ def _may_change(spec: StepSpec) -> bool:
 
 
 def recorded(run: RunContext) -> dict[str, Any] | None:
-    """The run's ``not_needed`` outcome, if an earlier step recorded one."""
+    """The run's ``not_needed`` outcome, if an earlier step recorded one (read with the run row
+    by ``RunContext.open``: no second round trip)."""
     if run.history is None or run.run_id is None:
         return None
+    if run.resolved_read:
+        return run.resolved
     return run.history.outcome_of_kind(run.run_id, KIND, NOT_NEEDED)
 
 

@@ -26,6 +26,10 @@ class RunContext:
     run_id: int | None
     # The cluster every action, wait and undo of this run goes to (kubernaut.clusters).
     cluster: Cluster = field(default_factory=lambda: Cluster("", SINGLE_CLUSTER_CONN_ID))
+    # The run's ``resolved_check: not_needed`` outcome as of ``open`` (read with the run row,
+    # kubernaut.operators.resolved); None: none recorded then, or not read.
+    resolved: dict[str, Any] | None = None
+    resolved_read: bool = False
 
     @property
     def kube_conn_id(self) -> str:
@@ -54,9 +58,12 @@ class RunContext:
             raise AirflowFailException(f"kubernaut cluster: {exc}") from exc
         history: History | None = History(config.history_conn_id)
         run_id: int | None = None
+        resolved: dict[str, Any] | None = None
+        from kubernaut.operators.resolved import KIND, NOT_NEEDED
+
         try:
             assert history is not None
-            run_id = history.ensure_run(
+            run_id, resolved = history.ensure_run_with_outcome(
                 dag_run.dag_id,
                 dag_run.run_id,
                 template,
@@ -64,11 +71,21 @@ class RunContext:
                 dry_run or bool(conf.get("dry_run")),
                 cluster=cluster.name,
                 kube_conn_id=cluster.conn_id,
+                outcome=(KIND, NOT_NEEDED),
             )
         except (HistoryUnavailable, Exception) as exc:  # no history: read-only steps still run
             log.warning("kubernaut: history unavailable (%s): %s", config.history_conn_id, exc)
             history = None
-        return cls(conf=conf, alert=alert, config=config, history=history, run_id=run_id, cluster=cluster)
+        return cls(
+            conf=conf,
+            alert=alert,
+            config=config,
+            history=history,
+            run_id=run_id,
+            cluster=cluster,
+            resolved=resolved,
+            resolved_read=history is not None,
+        )
 
 
 def declared_target(conf: Mapping[str, Any]) -> dict[str, str]:

@@ -98,7 +98,7 @@ class KubernautStepOperator(KubernautOperator):
             raise AirflowFailException(f"{self.spec.name}: run parameters: {exc}") from exc
         ti = context["ti"]
         steps = {}
-        for name in self.upstream_steps:
+        for name in self._steps_read():
             record = ti.xcom_pull(task_ids=name)
             # A skipped step has no record; conditions can test for that with `is defined`.
             if isinstance(record, Mapping):
@@ -125,6 +125,17 @@ class KubernautStepOperator(KubernautOperator):
         if outcome.pending:
             self._defer_wait(outcome, spec.kube_conn_id)
         return outcome.record
+
+    def _steps_read(self) -> list[str]:
+        """The upstream steps whose records this step's parameters and conditions read: each
+        one costs an XCom round trip. All of them unless every use of ``steps`` is a constant
+        ``steps['name']`` / ``steps.name`` (kubernaut.rendering.referenced_names)."""
+        from kubernaut.rendering import referenced_names
+
+        used = referenced_names("steps", self.spec.parameters, self.spec.conditions)
+        if used is None:
+            return list(self.upstream_steps)
+        return [name for name in self.upstream_steps if name in used]
 
     def _spec_for(self, run: RunContext) -> StepSpec:
         """The step as this run runs it: on the run's cluster (kubernaut.clusters)."""
