@@ -95,3 +95,24 @@ def test_the_preloading_local_executor_preloads_before_it_forks_its_workers(tmp_
         "airflow.providers.postgres.hooks.postgres",
         "kubernaut.actions.kubernetes.nodes",
     ]
+
+
+def test_preload_lists_every_module_the_operators_import_when_they_run() -> None:
+    """The operators import their runtime inside ``execute`` (the DAG processor's parse stays
+    light): each such import missing from PRELOAD would cost every task process again."""
+    import ast
+
+    from kubernaut.preload import PRELOAD
+
+    runtime: set[str] = set()
+    for path in sorted((REPO / "include" / "kubernaut" / "operators").glob("*.py")):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.ImportFrom) and node.module:
+                        runtime.add(node.module)
+                    elif isinstance(node, ast.Import):
+                        runtime.update(alias.name for alias in node.names)
+    wanted = {m for m in runtime if m.startswith(("kubernaut.", "airflow."))}
+    assert wanted, "no run-time imports found: the check reads the wrong files"
+    assert sorted(wanted - set(PRELOAD)) == []
