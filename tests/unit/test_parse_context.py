@@ -161,17 +161,22 @@ def _modules_after(code: str, templates_dir: Path, cache: Path | None = None) ->
     return result
 
 
+def _parse_code(for_task: bool) -> str:
+    """The DagBag of the entry file as the DAG processor, or a worker starting a node-not-ready
+    task, builds it."""
+    if not for_task:
+        return f"bag = DagBag({str(ENTRY)!r})"
+    return (
+        "from airflow.sdk.definitions._internal.dag_parsing_context import "
+        "_airflow_parsing_context_manager as ctx\n"
+        f"with ctx(dag_id={dag_id('node-not-ready')!r}, task_id='drain'):\n"
+        f"    bag = DagBag({str(ENTRY)!r}, safe_mode=False)"
+    )
+
+
 @pytest.mark.parametrize("for_task", [False, True], ids=["dag-processor", "worker"])
 def test_parsing_the_entry_file_does_not_load_the_kubernetes_client(for_task: bool) -> None:
-    if for_task:
-        code = (
-            "from airflow.sdk.definitions._internal.dag_parsing_context import "
-            "_airflow_parsing_context_manager as ctx\n"
-            f"with ctx(dag_id={dag_id('node-not-ready')!r}, task_id='drain'):\n"
-            f"    bag = DagBag({str(ENTRY)!r}, safe_mode=False)"
-        )
-    else:
-        code = f"bag = DagBag({str(ENTRY)!r})"
+    code = _parse_code(for_task)
     result = _modules_after(code, REPO / "templates")
     expected = [dag_id("node-not-ready")] if for_task else sorted([ASSESSMENT, *(dag_id(n) for n in SHIPPED)])
     assert result["dags"] == expected and not result["errors"]
@@ -280,15 +285,7 @@ def test_a_parse_of_unchanged_templates_reads_plans_and_imports_no_template_code
     models (pydantic), the loader and its checks, the actions, nor what the tasks import when
     they run (the runner, the history, the configuration)."""
     cache = tmp_path / "cache"
-    if for_task:
-        code = (
-            "from airflow.sdk.definitions._internal.dag_parsing_context import "
-            "_airflow_parsing_context_manager as ctx\n"
-            f"with ctx(dag_id={dag_id('node-not-ready')!r}, task_id='drain'):\n"
-            f"    bag = DagBag({str(ENTRY)!r}, safe_mode=False)"
-        )
-    else:
-        code = f"bag = DagBag({str(ENTRY)!r})"
+    code = _parse_code(for_task)
     cold = _modules_after(code, REPO / "templates", cache)
     warm = _modules_after(code, REPO / "templates", cache)
     assert warm["dags"] == cold["dags"] and not warm["errors"]
