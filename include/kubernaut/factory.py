@@ -292,7 +292,15 @@ def build_dags(
             plans = [p for p in plans if p[0]["dag_id"] == dag_id]
             if not plans:
                 _raise_if_broken(directory, dag_id, store)
-        return {plan["dag_id"]: build_plan(plan, path) for plan, path in plans}
+        # Each plan dropped once its DAG is built, and the cache before: a smaller heap (fewer
+        # page faults) for the DAG processor's parse of a thousand templates.
+        del store
+        plans.reverse()
+        dags: dict[str, DAG] = {}
+        while plans:
+            plan, path = plans.pop()
+            dags[plan["dag_id"]] = build_plan(plan, path)
+        return dags
 
 
 @contextmanager

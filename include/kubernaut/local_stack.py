@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from kubernaut.stack.settings import EXECUTION_API_TIMEOUT
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -261,6 +263,7 @@ class AirflowStandalone:
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.url,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": EXECUTION_API_TIMEOUT,
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
                 "KUBERNAUT_TEMPLATES_DIR": str(self.templates_dir),

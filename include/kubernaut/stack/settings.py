@@ -25,6 +25,12 @@ heartbeat is failed after 300 s). The values below bring it under 30 s:
 
 from __future__ import annotations
 
+# A task's calls to the Execution API wait this long (Airflow: 5 s) before retrying. On a busy
+# api-server the call that starts a task can take longer and still succeed; its retry is then
+# refused (the task already runs) and the step fails before it began: seen in CI, where the
+# remediation then rolled back for nothing. A slow answer is better than a retry storm.
+EXECUTION_API_TIMEOUT = "30"
+
 SHARED: dict[str, str] = {
     "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -44,6 +50,7 @@ SHARED: dict[str, str] = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
     "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "3",
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": EXECUTION_API_TIMEOUT,
     "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
