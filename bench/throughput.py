@@ -106,11 +106,13 @@ def write_dags(work: Path) -> tuple[Path, Path, int]:
     return templates, dags, len(tasks)
 
 
-def cpu_seconds(roots: list[int]) -> float:
-    """User + system CPU of each process under ``roots`` and of the children they reaped."""
-    total = 0.0
+def cpu_by_root(roots: list[int]) -> dict[int, float]:
+    """User + system CPU of each process under each of ``roots`` and of the children they
+    reaped (a process counted once, under the first root that has it)."""
+    totals: dict[int, float] = {}
     seen: set[int] = set()
     for root in roots:
+        total = totals.setdefault(root, 0.0)
         try:
             top = psutil.Process(root)
             processes = [top, *top.children(recursive=True)]
@@ -125,7 +127,8 @@ def cpu_seconds(roots: list[int]) -> float:
             except psutil.NoSuchProcess:
                 continue
             total += t.user + t.system + t.children_user + t.children_system
-    return total
+        totals[root] = total
+    return totals
 
 
 @dataclass
@@ -138,6 +141,7 @@ class Measure:
     failed_runs: int
     seconds: float
     cpu: float
+    by_component: dict[str, float]  # CPU seconds of each Airflow component (its task processes included)
 
     @property
     def per_minute(self) -> float:
@@ -162,8 +166,9 @@ def measure(stack: Any, api: httpx.Client, executor: str, dag: str, kind: str, r
     from kubernaut.demo import wait
 
     tag = secrets.token_hex(3)
-    roots = [c.pid for c in stack.components.values() if c.running()]
-    cpu0 = cpu_seconds(roots)
+    names = {c.pid: name for name, c in stack.components.items() if c.running()}
+    roots = list(names)
+    cpu0 = cpu_by_root(roots)
     started = time.time()
     ids = []
     for i in range(runs):
@@ -189,7 +194,9 @@ def measure(stack: Any, api: httpx.Client, executor: str, dag: str, kind: str, r
         return found if len(found) == runs else None
 
     done = wait(all_finalized, 1800, f"{runs} runs of {dag}", interval=1)
-    cpu = cpu_seconds(roots) - cpu0
+    cpu1 = cpu_by_root(roots)
+    by_component = {names[pid]: cpu1[pid] - cpu0.get(pid, 0.0) for pid in roots if pid in cpu1}
+    cpu = sum(by_component.values())
     tis = []
     for run_id in ids:
         tis += api.get(f"/dags/{dag}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
@@ -204,7 +211,7 @@ def measure(stack: Any, api: httpx.Client, executor: str, dag: str, kind: str, r
     last = max(parse_time(t["end_date"]) for t in ran)
     failed = sum(1 for v in done.values() if v != "success")
     steps = sum(1 for t in ran if t["task_id"].startswith("read-") and t["state"] == "success")
-    return Measure(executor, kind, runs, steps, len(ran), failed, last - started, cpu)
+    return Measure(executor, kind, runs, steps, len(ran), failed, last - started, cpu, by_component)
 
 
 def run_executor(
@@ -327,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{m.executor:<22} {m.kind:<10} {m.per_minute:>10.1f} {m.cpu_per_task:>11.2f} "
             f"{m.cpu_per_step:>11.2f} {m.failed_runs:>12} {ratio:>11}"
         )
+    print("\nCPU seconds per task by component (task processes count under the process that forks them)")
+    for m in results:
+        parts = ", ".join(
+            f"{name} {cpu / max(m.tasks, 1):.3f}" for name, cpu in sorted(m.by_component.items())
+        )
+        print(f"{m.executor:<22} {m.kind:<10} {parts}")
     celery = [
         m
         for m in results

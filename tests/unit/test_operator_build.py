@@ -61,3 +61,91 @@ def test_task_arguments_win_over_default_args(merges: list[int]) -> None:
 def test_positional_arguments_are_refused_as_airflow_does() -> None:
     with pytest.raises(TypeError, match="keyword arguments"):
         KubernautRollbackOperator("rollback", template="t")  # type: ignore[misc]
+
+
+# -- __setattr__: BaseOperator's, with the converter lookup done once per class ---------------
+# Airflow's BaseOperator.__setattr__ as KubernautOperator.__setattr__ copies it. If Airflow
+# changes it, this fails: copy the change into kubernaut.operators.base, then update this.
+AIRFLOW_SETATTR = """\
+    def __setattr__(self: BaseOperator, key: str, value: Any):
+        if converter := getattr(self, f"_convert_{key}", None):
+            value = converter(value)
+        super().__setattr__(key, value)
+        if self.__from_mapped or self._lock_for_execution:
+            return  # Skip any custom behavior for validation and during execute.
+        if key in self.__init_kwargs:
+            self.__init_kwargs[key] = value
+        if self.__instantiated and key in self.template_fields:
+            # Resolve upstreams set by assigning an XComArg after initializing
+            # an operator, example:
+            #   op = BashOperator()
+            #   op.bash_command = "sleep 1"
+            self._set_xcomargs_dependency(key, value)
+"""
+
+
+def test_airflow_setattr_is_the_one_copied() -> None:
+    import inspect
+
+    assert inspect.getsource(airflow_operator.BaseOperator.__setattr__) == AIRFLOW_SETATTR
+
+
+class _AirflowSetattrRollback(KubernautRollbackOperator):
+    __setattr__ = airflow_operator.BaseOperator.__setattr__  # type: ignore[assignment]
+
+
+class _AirflowSetattrFinalize(KubernautFinalizeOperator):
+    __setattr__ = airflow_operator.BaseOperator.__setattr__  # type: ignore[assignment]
+
+
+class _AirflowSetattrStep(KubernetesActionOperator):
+    __setattr__ = airflow_operator.BaseOperator.__setattr__  # type: ignore[assignment]
+
+
+def _state(op: Any) -> dict[str, str]:
+    """What an operator holds, comparable across two builds (the DAG by its id, objects
+    without their addresses)."""
+    import re
+
+    out = {}
+    for key, value in vars(op).items():
+        out[key] = value.dag_id if isinstance(value, DAG) else re.sub(r" at 0x[0-9a-f]+", "", repr(value))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("ours", "airflows", "kwargs"),
+    [
+        (
+            KubernetesActionOperator,
+            _AirflowSetattrStep,
+            {
+                "spec": SPEC,
+                "parameters": {},
+                "upstream_steps": ["a"],
+                "execution_timeout": timedelta(seconds=90),
+            },
+        ),
+        (KubernautRollbackOperator, _AirflowSetattrRollback, {"template": "t", "trigger_rule": "all_done"}),
+        (
+            KubernautFinalizeOperator,
+            _AirflowSetattrFinalize,
+            {"template": "t", "assessment": {"after": 1.0}, "retries": "2", "retry_delay": 7},
+        ),
+    ],
+)
+def test_setattr_builds_what_airflows_builds(ours: type, airflows: type, kwargs: dict[str, Any]) -> None:
+    built = []
+    for cls in (ours, airflows):
+        with DAG("kubernaut_setattr", schedule=None, default_args={"owner": "sre", "retries": 4}):
+            op = cls(task_id="t", doc_md="d", **kwargs)
+            # After construction too: converters (str -> int, seconds -> timedelta, the DAG) run.
+            op.retries = "3"
+            op.retry_delay = 12
+            op.max_retry_delay = 60
+            op.owner = "platform"
+        built.append(op)
+    mine, theirs = (_state(op) for op in built)
+    assert mine == theirs
+    assert built[0].retries == 3 and built[0].retry_delay == timedelta(seconds=12)
+    assert built[0]._BaseOperator__init_kwargs["retries"] == 3  # type: ignore[attr-defined]
