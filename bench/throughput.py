@@ -12,8 +12,11 @@ task processes they reaped) over that window, PostgreSQL, Redis and the sandbox 
 Both executors preload the task imports before forking task processes (kubernaut.preload: the
 LocalExecutor as kubernaut.executors.PreloadingLocalExecutor, Celery through
 kubernaut.stack.celery_config); ``--no-preload-too`` also measures Airflow's own.
+``--repeat N`` measures each DAG N times per executor, alternating, and shows the medians and
+each ratio (the rate moves by a third from one measurement to the next on a shared 2-core
+machine); the CPU is also shown per component, and the median duration of a step task.
 
-    .venv/bin/python bench/throughput.py [--runs 20] [--slots 4]
+    .venv/bin/python bench/throughput.py [--runs 20] [--slots 4] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import secrets
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -142,6 +146,7 @@ class Measure:
     seconds: float
     cpu: float
     by_component: dict[str, float]  # CPU seconds of each Airflow component (its task processes included)
+    step_seconds: float  # median duration of a step task (start to end, as Airflow recorded it)
 
     @property
     def per_minute(self) -> float:
@@ -156,6 +161,25 @@ class Measure:
     def cpu_per_step(self) -> float:
         """CPU of the whole run (rollback and finalize included) per step."""
         return self.cpu / self.steps if self.steps else 0.0
+
+
+def median_measure(ms: list[Measure]) -> Measure:
+    """One measure of several of the same executor and DAG: the median of each figure (the
+    failed runs summed)."""
+    med = statistics.median
+    components = {name for m in ms for name in m.by_component}
+    return Measure(
+        ms[0].executor,
+        ms[0].kind,
+        sum(m.runs for m in ms),
+        round(med(m.steps for m in ms)),
+        round(med(m.tasks for m in ms)),
+        sum(m.failed_runs for m in ms),
+        med(m.seconds for m in ms),
+        med(m.cpu for m in ms),
+        {name: med(m.by_component.get(name, 0.0) for m in ms) for name in components},
+        med(m.step_seconds for m in ms),
+    )
 
 
 def parse_time(value: str) -> float:
@@ -210,8 +234,12 @@ def measure(stack: Any, api: httpx.Client, executor: str, dag: str, kind: str, r
     ]
     last = max(parse_time(t["end_date"]) for t in ran)
     failed = sum(1 for v in done.values() if v != "success")
-    steps = sum(1 for t in ran if t["task_id"].startswith("read-") and t["state"] == "success")
-    return Measure(executor, kind, runs, steps, len(ran), failed, last - started, cpu, by_component)
+    step_tis = [t for t in ran if t["task_id"].startswith("read-") and t["state"] == "success"]
+    durations = [parse_time(t["end_date"]) - parse_time(t["start_date"]) for t in step_tis]
+    step_seconds = statistics.median(durations) if durations else 0.0
+    return Measure(
+        executor, kind, runs, len(step_tis), len(ran), failed, last - started, cpu, by_component, step_seconds
+    )
 
 
 def run_executor(
@@ -224,8 +252,10 @@ def run_executor(
     workers: int,
     extra: int,
     preload: bool = True,
+    repeat: int = 1,
 ) -> list[Measure]:
-    """Start a stack, measure both DAGs (then again with ``extra`` more Celery workers)."""
+    """Start a stack, measure both DAGs ``repeat`` times, alternating (then again with ``extra``
+    more Celery workers)."""
     from kubernaut.demo import wait
     from kubernaut.stack.stack import Stack
 
@@ -260,7 +290,8 @@ def run_executor(
             time.sleep(5 if count > workers else 0)  # let a new worker connect
             measure(stack, api, label, PROBE_DAG, "warmup", 2)
             measure(stack, api, label, TRIVIAL_DAG, "warmup", 2)
-            for dag, kind in ((TRIVIAL_DAG, "trivial"), (PROBE_DAG, "kubernaut")):
+            pairs = [(TRIVIAL_DAG, "trivial"), (PROBE_DAG, "kubernaut")] * repeat
+            for dag, kind in pairs:
                 result = measure(stack, api, label, dag, kind, runs)
                 print(
                     f"[bench] {label:<22} {kind:<9} {result.steps} steps ({result.tasks} tasks) in {result.seconds:.1f}s: "
@@ -288,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         help="task slots: LocalExecutor parallelism = Celery worker concurrency (default 4)",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each DAG this many times per executor, alternating; medians are shown (default 1)",
+    )
+    parser.add_argument(
         "--no-preload-too",
         action="store_true",
         help="also measure Airflow's own LocalExecutor and Celery configuration (1 worker), "
@@ -297,8 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     try:
         templates, dags, shape = write_dags(work)
-        results = run_executor("LocalExecutor", work, templates, dags, args.runs, args.slots, 0, 0)
-        results += run_executor("Celery, 1 worker", work, templates, dags, args.runs, args.slots, 1, 1)
+        results = run_executor(
+            "LocalExecutor", work, templates, dags, args.runs, args.slots, 0, 0, repeat=args.repeat
+        )
+        results += run_executor(
+            "Celery, 1 worker", work, templates, dags, args.runs, args.slots, 1, 1, repeat=args.repeat
+        )
         if args.no_preload_too:
             results += run_executor(
                 "LocalExecutor, no preload", work, templates, dags, args.runs, args.slots, 0, 0, preload=False
@@ -318,37 +359,48 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     cores = os.cpu_count() or 1
     print(
-        f"\n{args.runs} runs x {shape} tasks (5 steps) per DAG; {args.slots} task slots per worker "
-        f"(LocalExecutor: parallelism {args.slots}); {cores} cores, load average "
-        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+        f"\n{args.runs} runs x {shape} tasks (5 steps) per DAG, measured {args.repeat} time(s) each "
+        f"(medians); {args.slots} task slots per worker (LocalExecutor: parallelism {args.slots}); "
+        f"{cores} cores, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
     print(
         f"{'executor':<22} {'DAG':<10} {'steps/min':>10} {'CPU s/task':>11} {'CPU s/step':>11} "
-        f"{'failed runs':>12} {'vs trivial':>11}"
+        f"{'failed runs':>12} {'vs trivial':>11} {'each time':>18} {'step task s':>12}"
     )
-    by = {(m.executor, m.kind): m for m in results}
+    groups: dict[tuple[str, str], list[Measure]] = {}
     for m in results:
-        base = by[(m.executor, "trivial")]
-        ratio = f"{m.per_minute / base.per_minute:.2f}x" if m.kind == "kubernaut" and base.per_minute else ""
+        groups.setdefault((m.executor, m.kind), []).append(m)
+    summary = {key: median_measure(ms) for key, ms in groups.items()}
+    for (executor, kind), m in summary.items():
+        ratio = each = ""
+        base = summary[(executor, "trivial")]
+        if kind == "kubernaut" and base.per_minute:
+            ratio = f"{m.per_minute / base.per_minute:.2f}x"
+            pairs = zip(groups[(executor, "trivial")], groups[(executor, kind)], strict=True)
+            each = " ".join(f"{k.per_minute / t.per_minute:.2f}" for t, k in pairs if t.per_minute)
         print(
-            f"{m.executor:<22} {m.kind:<10} {m.per_minute:>10.1f} {m.cpu_per_task:>11.2f} "
-            f"{m.cpu_per_step:>11.2f} {m.failed_runs:>12} {ratio:>11}"
+            f"{executor:<22} {kind:<10} {m.per_minute:>10.1f} {m.cpu_per_task:>11.2f} "
+            f"{m.cpu_per_step:>11.2f} {m.failed_runs:>12} {ratio:>11} {each:>18} {m.step_seconds:>12.2f}"
         )
     print("\nCPU seconds per task by component (task processes count under the process that forks them)")
-    for m in results:
+    for (executor, kind), m in summary.items():
         parts = ", ".join(
             f"{name} {cpu / max(m.tasks, 1):.3f}" for name, cpu in sorted(m.by_component.items())
         )
-        print(f"{m.executor:<22} {m.kind:<10} {parts}")
+        print(f"{executor:<22} {kind:<10} {parts}")
+    results = list(summary.values())
     celery = [
         m
         for m in results
         if m.kind == "kubernaut" and m.executor in ("Celery, 1 worker", "Celery, 2 workers")
     ]
     if celery:
-        best = max(celery, key=lambda m: m.per_minute)
-        workers = 1 if "1 worker" in best.executor else 2
-        per_worker = best.per_minute / workers
+
+        def workers_of(m: Measure) -> int:
+            return 1 if "1 worker" in m.executor else 2
+
+        best = max(celery, key=lambda m: m.per_minute / workers_of(m))
+        per_worker = best.per_minute / workers_of(best)
         cpu = max(m.cpu_per_step for m in celery)
         print(
             f"\n1000 steps/min: by measured rate, {1000 / per_worker:.0f} workers of {args.slots} slots "
