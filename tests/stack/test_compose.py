@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubernaut.stack.settings import PER_INSTALLATION, SHARED
+from kubernaut.stack.settings import COMPOSE_ONLY, PER_INSTALLATION, SHARED
 from kubernaut.stack.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,9 +45,9 @@ def expected_block() -> str:
 
 def test_compose_sets_the_shared_settings_and_only_per_installation_keys_besides() -> None:
     env = common_environment()
-    shared = {k: v for k, v in env.items() if k not in PER_INSTALLATION}
+    shared = {k: v for k, v in env.items() if k not in PER_INSTALLATION | COMPOSE_ONLY}
     assert shared == SHARED, f"x-airflow-common environment must carry SHARED:\n{expected_block()}"
-    assert set(env) - set(SHARED) == PER_INSTALLATION
+    assert set(env) - set(SHARED) == PER_INSTALLATION | COMPOSE_ONLY
     assert "PYTHONPATH" not in env and "_PIP_ADDITIONAL_REQUIREMENTS" not in env  # installed, not mounted
     services = compose()["services"]
     for name in AIRFLOW_SERVICES:
@@ -55,6 +55,22 @@ def test_compose_sets_the_shared_settings_and_only_per_installation_keys_besides
         assert {k: service_env[k] for k in SHARED} == SHARED, name
     assert services["airflow-worker"]["command"] == "celery worker"
     assert {"postgres", "redis", "prometheus", "alertmanager"} <= set(services)
+
+
+def test_airflow_reaches_the_prometheus_and_alertmanager_compose_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Monitoring steps, the still-firing check and the assessment ask them through these."""
+    from kubernaut.services.connection import endpoint_from_connection
+
+    env = common_environment()
+    services = compose()["services"]
+    for conn_id, service in (("prometheus_default", "prometheus"), ("alertmanager_default", "alertmanager")):
+        name = f"AIRFLOW_CONN_{conn_id.upper()}"
+        monkeypatch.setenv(name, env[name])
+        endpoint = endpoint_from_connection(conn_id)
+        port = services[service]["ports"][0].split(":")[-1]
+        assert endpoint.base_url == f"http://{service}:{port}", endpoint
 
 
 def test_the_stack_runs_with_the_shared_settings_and_sets_every_per_installation_key(tmp_path: Path) -> None:

@@ -82,6 +82,16 @@ PER_INSTALLATION: frozenset[str] = frozenset(
 )
 
 
+# Set by the compose file only: Airflow's connections to the Prometheus and Alertmanager it runs
+# (monitoring steps, the check that the alert still fires before a first change, the
+# effectiveness assessment). ``kubernaut stack`` runs no Prometheus, and runs started on it
+# through the REST API carry alerts its Alertmanager never saw (the check would call them
+# resolved): there they stay the installation's to define (README, "Configuration").
+COMPOSE_ONLY: frozenset[str] = frozenset(
+    {"AIRFLOW_CONN_PROMETHEUS_DEFAULT", "AIRFLOW_CONN_ALERTMANAGER_DEFAULT"}
+)
+
+
 def sqlalchemy_url(postgres_uri: str) -> str:
     """``postgresql://...`` as Airflow's metadata connection (psycopg2 driver)."""
     return postgres_uri.replace("postgresql://", "postgresql+psycopg2://", 1)
