@@ -86,7 +86,7 @@ PER_INSTALLATION: frozenset[str] = frozenset(
 # (monitoring steps, the check that the alert still fires before a first change, the
 # effectiveness assessment). ``kubernaut stack`` runs no Prometheus, and runs started on it
 # through the REST API carry alerts its Alertmanager never saw (the check would call them
-# resolved): there they stay the installation's to define (README, "Configuration").
+# resolved): there they stay the installation's to define (README, "Production shape").
 COMPOSE_ONLY: frozenset[str] = frozenset(
     {"AIRFLOW_CONN_PROMETHEUS_DEFAULT", "AIRFLOW_CONN_ALERTMANAGER_DEFAULT"}
 )
