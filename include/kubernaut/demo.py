@@ -276,9 +276,17 @@ def say_assessment(assessment: dict[str, Any]) -> None:
         say(f"  {name:<14} {part:>5}  {component.get('reason', '')}")
 
 
+def where_it_ran(api: Any, dag_id: str, run_id: str, task_id: str) -> str:
+    """In a worker (the host and process Airflow recorded) or only in the triggerer."""
+    ti = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").json()
+    if ti.get("hostname") or ti.get("pid"):
+        return f"in a worker ({ti.get('hostname')}, pid {ti.get('pid')})"
+    return "in the triggerer only (no worker slot)"
+
+
 def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) -> int:
     # Imported here: it imports Airflow's SDK, which this process needs for nothing else.
-    from kubernaut.operators.assess import ASSESSMENT_DAG_ID, assessment_run_id
+    from kubernaut.operators.assess import ASSESS_TASK, ASSESSMENT_DAG_ID, assessment_run_id
 
     history_url = prepare_history(history_db)
     migrate_history(history_url)
@@ -384,6 +392,7 @@ def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) ->
             return state if state in ("success", "failed") else None
 
         say(f"assessment run {assess_run}: {wait(assessed, 60, 'the assessment run to end', interval=1)}")
+        say(f"its task ran {where_it_ran(api, ASSESSMENT_DAG_ID, assess_run, ASSESS_TASK)}")
         say(f"the assessment in the UI: {airflow.url}/dags/{ASSESSMENT_DAG_ID}/runs/{assess_run}")
         if keep_running and fixed:
             say(f"login {airflow.username} / {airflow.password} (saved in {airflow.secrets_file})")

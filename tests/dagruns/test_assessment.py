@@ -319,3 +319,118 @@ def test_no_monitoring_connection_is_unknown_at_once(
         "prometheus unreachable",
     ]
     assert "Airflow connection 'alertmanager_default' is not available" in assessment["reasons"][0]
+
+
+class _StartedByTheScheduler:
+    """What the triggerer gives a trigger of a task started there: the task's runtime instance,
+    whose template context holds its run (``kubernaut.triggers.assessment.run_conf``)."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = conf
+        self.task_id = ASSESS_TASK
+
+    def get_template_context(self) -> dict[str, Any]:
+        from types import SimpleNamespace
+
+        return {"dag_run": SimpleNamespace(conf=self.conf)}
+
+
+def _events(trigger: Any) -> list[Any]:
+    import asyncio
+
+    async def collect() -> list[Any]:
+        return [event async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def test_started_in_the_triggerer_it_ends_there_and_hands_on_through_a_worker(
+    assessed_dags: dict[str, Any],
+    cluster: SandboxCluster,
+    alerting: MonitoringStack,  # noqa: F811
+) -> None:
+    """The scheduler's way (``start_from_trigger``): the trigger reads the run from the task
+    the triggerer hands it, stores the verdict and ends the task itself (its summary the task's
+    XCom), unless an ineffective verdict must hand the alert on (a worker's Execution API).
+    Run twice (a triggerer restart), it stores the same verdict and records it once."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    from kubernaut.assessment.names import START_IN_WORKER, STORED
+    from kubernaut.operators.assess import KubernautAssessOperator
+    from kubernaut.triggers.assessment import AssessmentRunTrigger
+
+    task = assessed_dags[ASSESSMENT_DAG_ID].get_task(ASSESS_TASK)
+    assert isinstance(task, KubernautAssessOperator) and task.start_from_trigger
+    args = task.start_trigger_args
+    assert args is not None and args.trigger_kwargs == {"end": True}
+    assert args.trigger_cls == "kubernaut.triggers.assessment.AssessmentRunTrigger"
+
+    def started(conf: dict[str, Any] | None) -> AssessmentRunTrigger:
+        trigger = AssessmentRunTrigger(**(args.trigger_kwargs or {}))
+        if conf is not None:
+            trigger.task_instance = _StartedByTheScheduler(conf)  # type: ignore[assignment]
+        return trigger
+
+    # No run to read (the triggerer handed none): the worker starts it.
+    [event] = _events(started(None))
+    assert event.payload["status"] == START_IN_WORKER
+
+    dag = assessed_dags["kubernaut_assess_scale"]
+    fault = Fault(alerting, "api")
+    fault.set(1)
+    try:
+        labels = fault.wait(firing=True)[0]["labels"]
+        dr = dag.test(run_conf={"alert": occurrence(labels)})
+        [(_, _, conf, _)] = _assessment_runs(dr)
+        [event] = _events(started(conf))  # ineffective: the hand-on needs a worker
+        assert not isinstance(event, TaskSuccessEvent)
+        assert event.payload["status"] == STORED and event.payload["hand_on"] is True
+        assert event.payload["summary"]["verdict"] == "ineffective"
+        stored = History().run(dr.run_id)
+        assert stored is not None and stored["assessment"]["verdict"] == "ineffective"
+    finally:
+        fault.set(0)
+
+    fault.wait(firing=False)
+    dr = dag.test(run_conf={"alert": {"labels": labels, "status": "firing"}})
+    [(_, _, conf, _)] = _assessment_runs(dr)
+    for _ in range(2):
+        [event] = _events(started(conf))
+        assert isinstance(event, TaskSuccessEvent), event
+        summary = (event.xcoms or {})["return_value"]
+        assert isinstance(summary, dict) and summary["verdict"] == "effective", summary
+        assert summary["remediation"] == {"dag_id": dag.dag_id, "run_id": dr.run_id}
+    run = History().run(dr.run_id)
+    assert run is not None and run["assessment"]["verdict"] == "effective"
+    assert [o["kind"] for o in run["outcomes"]].count("assessment") == 1
+
+
+def test_an_assessment_deferred_before_the_upgrade_still_finishes(
+    assessed_dags: dict[str, Any],
+    cluster: SandboxCluster,
+    alerting: MonitoringStack,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tasks that deferred to ``AssessmentTrigger`` (the request computed in the worker, the
+    verdict stored by ``execute_complete``) before the assessment moved into the triggerer
+    are still waiting after an upgrade: their ``done`` event is still finished and stored."""
+    from kubernaut.assessment.run import build_request, remediation_of
+    from kubernaut.operators.assess import KubernautAssessOperator
+    from kubernaut.triggers.assessment import AssessmentTrigger
+
+    def deferred_the_old_way(self: KubernautAssessOperator, context: Any) -> dict[str, Any]:
+        conf = context["dag_run"].conf
+        request = build_request(conf, remediation_of(conf))
+        self.defer(trigger=AssessmentTrigger(request), method_name="execute_complete")
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(KubernautAssessOperator, "execute", deferred_the_old_way)
+    fault = Fault(alerting, "api")
+    fault.wait(firing=False)
+    labels = {"alertname": ALERT, "namespace": "demo", "deployment": "api", "job": fault.job}
+    dag = assessed_dags["kubernaut_assess_scale"]
+    dr = dag.test(run_conf={"alert": {"labels": labels, "status": "firing"}})
+    [(_, _, conf, _)] = _assessment_runs(dr)
+    run = _assess(assessed_dags, conf)
+    assert run["assessment"]["verdict"] == "effective", run["assessment"]
+    assert [o["outcome"] for o in run["outcomes"] if o["kind"] == "assessment"] == ["effective"]

@@ -192,6 +192,8 @@ def _assert_assessed(out: str) -> str:
     link = re.search(r"the assessment in the UI: \S+/dags/kubernaut_assessment/runs/(\S+)", out)
     assert link and link.group(1).startswith("assess__kubernaut_deployment_replica_mismatch__"), out
     assert f"assessment run {link.group(1)}: success" in out, out  # the run the UI lists
+    # Started, run and ended by the triggerer: Airflow recorded no worker host or process.
+    assert "its task ran in the triggerer only (no worker slot)" in out, out
     return verdict
 
 

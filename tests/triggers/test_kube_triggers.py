@@ -142,3 +142,24 @@ def test_waits_in_one_event_loop_share_one_kubernetes_client(cluster: SandboxClu
         assert fresh.rest_client.pool_manager.closed and clients._SHARED == {}
 
     asyncio.run(main())
+
+
+def test_concurrent_reads_of_one_wait_hold_its_shared_client_once(cluster: SandboxCluster) -> None:
+    """The assessment gathers its evidence concurrently (target health, drift) through one
+    set of clients: both ask for the Kubernetes client at once; closing it must still let the
+    shared client go (it leaked, open, once per assessment)."""
+    from kubernaut.waits import clients
+    from kubernaut.waits.kube import read
+
+    async def main() -> None:
+        waits = WaitClients.in_triggerer("kubernetes_default")
+        first, second = await asyncio.gather(waits.kube(), waits.kube())
+        assert first is second
+        names = await asyncio.gather(
+            read(waits, "Deployment", "demo", "web"), read(waits, "Deployment", "demo", "api")
+        )
+        assert [d.metadata.name for d in names] == ["web", "api"]
+        await waits.close()
+        assert first.rest_client.pool_manager.closed and clients._SHARED == {}
+
+    asyncio.run(main())

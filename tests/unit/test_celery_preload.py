@@ -99,13 +99,21 @@ def test_the_preloading_local_executor_preloads_before_it_forks_its_workers(tmp_
 
 def test_preload_lists_every_module_the_operators_import_when_they_run() -> None:
     """The operators import their runtime inside ``execute`` (the DAG processor's parse stays
-    light): each such import missing from PRELOAD would cost every task process again."""
+    light), and the actions theirs when they run: each such import missing from PRELOAD would
+    cost every task process again (compiled again where no bytecode cache is written)."""
     import ast
 
     from kubernaut.preload import PRELOAD
 
     runtime: set[str] = set()
-    for path in sorted((REPO / "include" / "kubernaut" / "operators").glob("*.py")):
+    package = REPO / "include" / "kubernaut"
+    paths = [
+        *(package / "operators").glob("*.py"),
+        *(package / "actions").rglob("*.py"),
+        *(package / "kube").glob("*.py"),
+        package / "rollback.py",
+    ]
+    for path in sorted(paths):
         for fn in ast.walk(ast.parse(path.read_text())):
             if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
                 for node in ast.walk(fn):

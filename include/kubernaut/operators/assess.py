@@ -10,15 +10,17 @@ The remediation run is then over: it no longer counts against its template's
 
 The assessment run's one task, ``assess_effectiveness`` (``KubernautAssessOperator``), reads
 the remediation from its conf (``remediation``: DAG id, run id, template, history id, start and
-end, outcome; the alert; the cluster; the template's ``effectiveness``), defers to the
-triggerer (``AssessmentTrigger``) until the remediation's end + ``after`` + ``window``, scores
-what the trigger gathered (``kubernaut.assessment``) and stores it in the history under the
+end, outcome; the alert; the cluster; the template's ``effectiveness``), waits in the
+triggerer until the remediation's end + ``after`` + ``window``, scores what it gathered
+(``kubernaut.assessment``) and stores it in the history under the
 *remediation's* run. Both runs name each other: the assessment run's note and conf name the
 remediation run; the remediation's history has an outcome of kind ``assessment_run`` naming the
 assessment run, and (once done) its assessment. An ``ineffective`` verdict of a run that was
 not a dry run hands the remediation's alert occurrence on to the next remedy, once
 (``kubernaut.intake.fallback.after_run``, docs/choice.md). The task fails only when it cannot
-store its result; ``ineffective`` is data, not an error.
+store its result; ``ineffective`` is data, not an error. The scheduler starts it in the
+triggerer (``start_from_trigger``, ``kubernaut.triggers.assessment.AssessmentRunTrigger``),
+where it also ends: no worker process at all, unless an ineffective verdict hands on.
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.triggers.base import StartTriggerArgs
+
+from kubernaut.assessment.names import ASSESSMENT_DAG_ID as ASSESSMENT_DAG_ID  # re-exported
+from kubernaut.assessment.names import CONF_KEY as CONF_KEY
+from kubernaut.assessment.names import FAILED, RUN_TRIGGER, START_IN_WORKER, STORED
 from kubernaut.operators.base import KubernautOperator
 
 if TYPE_CHECKING:  # imported when the task runs (the DAG processor imports this module)
     from kubernaut.operators.run_context import RunContext
 
 ASSESS_TASK = "assess_effectiveness"
-ASSESSMENT_DAG_ID = "kubernaut_assessment"
-CONF_KEY = "remediation"  # conf["remediation"]: which run is assessed
 RUN_OUTCOME_KIND = "assessment_run"  # the remediation's history: which assessment run was created
 RUN_ID_PREFIX = "assess__"
 MAX_RUN_ID = 250  # Airflow's dag_run.run_id column
@@ -51,17 +55,6 @@ def assessment_run_id(dag_id: str, run_id: str) -> str:
         return plain
     digest = hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()
     return f"{RUN_ID_PREFIX}{dag_id[:150]}__{digest}"
-
-
-def connection_missing(conn_id: str) -> str | None:
-    """Why the assessment cannot ask this service at all (no such Airflow connection), or None."""
-    from kubernaut.services.connection import endpoint_from_connection
-
-    try:
-        endpoint_from_connection(conn_id)
-    except Exception as exc:
-        return str(exc)
-    return None
 
 
 # -- from the remediation run's finalize -------------------------------------------------------
@@ -165,195 +158,87 @@ def remediation_context(context: Any) -> RunContext:
     none, and lets a history error through (retried: the result must be stored)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from kubernaut.alert import alert_context
-    from kubernaut.clusters import Cluster
-    from kubernaut.config import ConfigError, load_config
-    from kubernaut.history import History
+    from kubernaut.assessment.run import AssessmentInputError, remediation_of
     from kubernaut.operators.run_context import RunContext
 
-    conf: Mapping[str, Any] = context["dag_run"].conf or {}
-    rem = conf.get(CONF_KEY)
-    if not isinstance(rem, Mapping) or not rem.get("dag_id") or not rem.get("run_id"):
-        raise AirflowFailException(
-            f"{ASSESSMENT_DAG_ID}: conf.{CONF_KEY} must name the remediation run "
-            '({"dag_id": ..., "run_id": ...}); runs are created by a remediation\'s finalize task'
-        )
     try:
-        config = load_config()
-    except ConfigError as exc:
-        raise AirflowFailException(f"kubernaut configuration: {exc}") from exc
-    carried = conf.get("cluster") if isinstance(conf.get("cluster"), Mapping) else {}
-    assert isinstance(carried, Mapping)
-    cluster = Cluster(str(carried.get("name") or ""), str(carried.get("conn_id") or "kubernetes_default"))
-    history = History(config.history_conn_id)
-    history_id = rem.get("history_id")
-    if not isinstance(history_id, int):
-        row = history._one(
-            "SELECT id FROM kubernaut_runs WHERE dag_id = %s AND dag_run_id = %s",
-            (str(rem["dag_id"]), str(rem["run_id"])),
-        )
-        history_id = int(row["id"]) if row else None
-    remediation_conf = {"alert": conf.get("alert"), "dry_run": bool(rem.get("dry_run"))}
+        rem = remediation_of(context["dag_run"].conf or {})
+    except AssessmentInputError as exc:
+        raise AirflowFailException(str(exc)) from exc
     return RunContext(
-        conf=remediation_conf,
-        alert=alert_context(remediation_conf),
-        config=config,
-        history=history,
-        run_id=history_id,
-        cluster=cluster,
+        conf=rem.conf,
+        alert=rem.alert,
+        config=rem.config,
+        history=rem.history,
+        run_id=rem.run_id,
+        cluster=rem.cluster,
     )
 
 
 class KubernautAssessOperator(KubernautOperator):
     """The one task of the ``kubernaut_assessment`` DAG: assesses the remediation run its
-    run's conf names (``conf.remediation``), after that run's ``after`` + ``window``."""
+    run's conf names (``conf.remediation``), after that run's ``after`` + ``window``.
+
+    The scheduler starts it in the triggerer (``start_from_trigger``): reading the run, the
+    wait, the evidence and storing the verdict all happen there
+    (``kubernaut.triggers.assessment.AssessmentRunTrigger``), and the task ends there, so it
+    takes no worker slot at all. A worker runs it only to hand an ineffective run's alert on to
+    the next remedy (which needs the task's Execution API), or from ``execute`` (``dag.test``;
+    a triggerer that had no run to read), which defers to the same trigger with the conf."""
 
     ui_color = "#e8f4ea"
-
-    def request(self, conf: Mapping[str, Any], run: RunContext) -> dict[str, Any]:
-        from kubernaut.assessment.probes import drift_probes
-
-        rem: Mapping[str, Any] = conf[CONF_KEY]
-        settings: Mapping[str, Any] = conf.get("effectiveness") or {}
-        cfg = run.config.effectiveness
-        after = settings.get("after")
-        window = settings.get("window")
-        after = float(after) if after is not None else cfg.after.total_seconds()
-        window = float(window) if window is not None else cfg.window.total_seconds()
-        ended = float(rem.get("ended") or time.time())
-        probes: list[dict[str, Any]] = []
-        outcome = str(rem.get("outcome") or "")
-        if run.history is not None and run.run_id is not None:
-            row = run.history.run(run.run_id) or {}
-            outcome = str(row.get("status") or outcome)
-            if not row.get("dry_run"):
-                outputs = {
-                    s["step"]: (s.get("result") or {}).get("output") or {}
-                    for s in row.get("steps", [])
-                    if isinstance(s.get("result"), Mapping)
-                }
-                probes = drift_probes(row.get("undo", []), outputs)
-        return {
-            "alert_labels": dict(run.alert.get("labels") or {}),
-            "target": {
-                "kind": run.alert.get("kind", ""),
-                "namespace": run.alert.get("namespace", ""),
-                "name": run.alert.get("resource", ""),
-            },
-            "started": float(rem.get("started") or ended),
-            "ended": ended,
-            "after_at": ended + after,
-            "due": ended + after + window,
-            "after": after,
-            "window": window,
-            "outcome": outcome,
-            "metrics": list(settings.get("metrics") or []),
-            "probes": probes,
-            "prometheus_conn_id": run.config.prometheus_conn_id,
-            "alertmanager_conn_id": run.config.alertmanager_conn_id,
-            "kube_conn_id": run.kube_conn_id,
-        }
+    start_from_trigger = True
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls=RUN_TRIGGER,
+        trigger_kwargs={"end": True},
+        next_method="execute_complete",
+        next_kwargs=None,
+        timeout=None,  # the trigger's own: the run's end + after + window, from the run's conf
+    )
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from kubernaut.triggers.assessment import AssessmentTrigger
+        from kubernaut.triggers.assessment import AssessmentRunTrigger
 
-        run = remediation_context(context)
-        conf = context["dag_run"].conf or {}
-        request = self.request(conf, run)
-        rem = conf[CONF_KEY]
-        self.log.info(
-            "kubernaut: assessing remediation run %s of %s (%s)",
-            rem["run_id"],
-            rem["dag_id"],
-            rem.get("template", "?"),
-        )
-        if not request["alert_labels"].get("alertname"):
-            return self._finish(context, run, request, {}, "the run has no alert to assess")
-        missing = {
-            service: problem
-            for service, conn_id in (
-                ("alertmanager", request["alertmanager_conn_id"]),
-                ("prometheus", request["prometheus_conn_id"]),
-            )
-            if (problem := connection_missing(conn_id))
-        }
-        if missing:
-            # Waiting would not help: with no way to ask, the verdict is unknown, now.
-            evidence = {service: {"error": problem} for service, problem in missing.items()}
-            return self._finish(context, run, request, evidence, "")
-        self.log.info(
-            "kubernaut: assessing in %.0fs (after %.0fs, then a %.0fs window), waiting in the triggerer",
-            max(0.0, request["due"] - time.time()),
-            request["after"],
-            request["window"],
-        )
-        self.defer(
-            trigger=AssessmentTrigger(request),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=request["after"] + request["window"] + 3600),
-        )
+        conf = dict(context["dag_run"].conf or {})
+        self.defer(trigger=AssessmentRunTrigger(conf=conf), method_name="execute_complete")
         raise AssertionError("unreachable: defer raises")  # pragma: no cover
 
     def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        run = remediation_context(context)
+        from airflow.sdk.exceptions import AirflowFailException
+
         event = event or {}
+        status = event.get("status")
+        if status == START_IN_WORKER:
+            self.log.info("kubernaut: %s", event.get("reason", ""))
+            return self.execute(context)
+        if status == FAILED:  # no retry: the conf and the configuration will not change
+            raise AirflowFailException(str(event.get("error", "")))
+        run = remediation_context(context)
+        if status == STORED:
+            summary = dict(event.get("summary") or {})
+            return self._hand_on(context, run, summary) if event.get("hand_on") else summary
+        # "done": a task deferred to AssessmentTrigger before AssessmentRunTrigger existed.
         evidence = dict(event.get("evidence") or {})
         return self._finish(context, run, dict(event.get("request") or {}), evidence, "")
 
     def _finish(
         self, context: Any, run: RunContext, request: Mapping[str, Any], evidence: dict[str, Any], skip: str
     ) -> dict[str, Any]:
-        from kubernaut.assessment import Assessment, assess
+        from kubernaut.assessment.run import RemediationRun, store
 
-        if skip:
-            result = Assessment("unknown", None, [skip])
-        else:
-            result = assess(evidence, threshold=run.config.effectiveness.threshold)
+        assert run.history is not None
+        assessed = RemediationRun(run.conf, run.alert, run.config, run.history, run.run_id, run.cluster)
+        summary, hand_on = store(context["dag_run"].conf or {}, assessed, request, evidence, skip, self.log)
+        return self._hand_on(context, run, summary) if hand_on else summary
+
+    def _hand_on(self, context: Any, run: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
+        """An ineffective remediation (not a dry run): the next remedy for its alert occurrence,
+        once, or a person (docs/choice.md); after_run never raises and hands on at most once
+        per run."""
+        from kubernaut.intake.fallback import after_run
+
         rem: Mapping[str, Any] = (context["dag_run"].conf or {})[CONF_KEY]
-        summary = {
-            **result.to_dict(),
-            "outcome": request.get("outcome", ""),
-            "remediation": {"dag_id": rem["dag_id"], "run_id": rem["run_id"]},
-        }
-        self.log.info(
-            "kubernaut: assessment %s (score %s): %s",
-            result.verdict,
-            "-" if result.score is None else f"{result.score:.2f}",
-            "; ".join(result.reasons),
+        handed = after_run(
+            run, str(rem["run_id"]), str(rem.get("template", "")), "assessed ineffective", logger=self.log
         )
-        if run.history is None or run.run_id is None:
-            self.log.warning("kubernaut: remediation run %s has no history row: not stored", rem["run_id"])
-            return summary
-        run.history.record_assessment(
-            run.run_id,
-            verdict=result.verdict,
-            score=result.score,
-            outcome=str(request.get("outcome", "")),
-            reasons=result.reasons,
-            components=summary["components"],
-            after_s=float(request.get("after", 0.0)),
-            window_s=float(request.get("window", 0.0)),
-        )
-        if run.history.outcome_of_kind(run.run_id, "assessment", result.verdict) is None:
-            run.history.record_outcome(
-                run.run_id, "assessment", result.verdict, {"score": result.score, "reasons": result.reasons}
-            )
-        if result.verdict == "ineffective" and not self._dry_run(run):
-            # The next remedy for the remediation's alert occurrence, once, or a person
-            # (docs/choice.md); after_run never raises and hands on at most once per run.
-            from kubernaut.intake.fallback import after_run
-
-            handed = after_run(
-                run, str(rem["run_id"]), str(rem.get("template", "")), "assessed ineffective", logger=self.log
-            )
-            summary["fallback"] = handed.as_dict()
-        return summary
-
-    @staticmethod
-    def _dry_run(run: RunContext) -> bool:
-        if run.conf.get("dry_run"):
-            return True
-        if run.history is not None and run.run_id is not None:
-            row = run.history._one("SELECT dry_run FROM kubernaut_runs WHERE id = %s", (run.run_id,))
-            return bool(row and row.get("dry_run"))
-        return False
+        return {**summary, "fallback": handed.as_dict()}

@@ -1,11 +1,20 @@
-"""The effectiveness assessment's wait and reads, in the triggerer.
+"""The effectiveness assessment in the triggerer: the wait, the reads, and (usually) the whole task.
 
-``AssessmentTrigger`` sleeps until the run's assessment is due (the run's end + ``after`` +
-``window``, an absolute time kept in its kwargs, so a triggerer restart neither restarts nor
-shortens the wait), then gathers the evidence with async calls and fires one event with it.
-It only reads, and every read names its time (Prometheus is asked *at* the run's start, the
-end of the delay, the window): run again, it gathers the same evidence. The scoring is pure
-(``kubernaut.assessment``); the task (``kubernaut.operators.assess``) stores the result.
+``AssessmentRunTrigger`` does the assessment task's work: it reads the remediation run as the
+task would (``kubernaut.assessment.run``; blocking calls in a thread), sleeps until the
+assessment is due (the run's end + ``after`` + ``window``, an absolute time from the run's conf,
+so a triggerer restart neither restarts nor shortens the wait), gathers the evidence with async
+calls, scores it and stores the verdict. Started by the scheduler (the operator's
+``start_from_trigger``, ``end=True``), it also ends the task (``TaskSuccessEvent``, the summary
+as its XCom): no worker process at all. It resumes the task in a worker only for what needs
+one: an ineffective run's hand-on to the next remedy (``STORED``), or when the triggerer had no
+run to read (``START_IN_WORKER``: ``execute`` defers here again, with the conf). Run again, it
+reads the same run, waits for the same time, gathers the same evidence (every read names its
+time: Prometheus is asked *at* the run's start, the end of the delay, the window) and stores
+the same verdict (the store replaces it; its outcome is recorded once).
+
+``AssessmentTrigger`` (the wait and reads only, for a request the task computed) is what tasks
+deferred before ``AssessmentRunTrigger`` existed still wait in; ``execute_complete`` finishes them.
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
+from kubernaut.assessment.names import FAILED, RUN_TRIGGER, START_IN_WORKER, STORED
 from kubernaut.triggers import SETTLE_SECONDS
 
 CLASSPATH = "kubernaut.triggers.assessment.AssessmentTrigger"
@@ -47,16 +57,109 @@ class AssessmentTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Never sooner than the settle (kubernaut.triggers.SETTLE_SECONDS); otherwise at `due`.
         settle = SETTLE_SECONDS if self.settle is None else self.settle
-        await asyncio.sleep(max(settle, float(self.request["due"]) - time.time()))
-        from kubernaut.waits.clients import WaitClients
-
-        clients = WaitClients.in_triggerer(str(self.request.get("kube_conn_id") or "kubernetes_default"))
-        try:
-            evidence = await gather(self.request, clients)
-        finally:
-            await clients.close()
-        self.log.info("kubernaut: assessment evidence gathered for %s", self.request.get("target"))
+        evidence = await wait_and_gather(self.request, settle, self.log)
         yield TriggerEvent({"status": "done", "evidence": evidence, "request": self.request})  # type: ignore[no-untyped-call]
+
+
+async def wait_and_gather(request: Mapping[str, Any], settle: float, log: Any) -> dict[str, Any]:
+    """Sleep until the request is due (at least ``settle``), then gather its evidence."""
+    await asyncio.sleep(max(settle, float(request["due"]) - time.time()))
+    from kubernaut.waits.clients import WaitClients
+
+    clients = WaitClients.in_triggerer(str(request.get("kube_conn_id") or "kubernetes_default"))
+    try:
+        evidence = await gather(request, clients)
+    finally:
+        await clients.close()
+    log.info("kubernaut: assessment evidence gathered for %s", request.get("target"))
+    return evidence
+
+
+class AssessmentRunTrigger(BaseTrigger):
+    """The assessment task's work, in the triggerer (see the module docstring). ``conf``: the
+    assessment run's conf, given by a task that deferred from a worker; None when the scheduler
+    started the task here (the triggerer hands the trigger the task's run). ``end``: end the
+    task here when nothing is left for a worker (the scheduler's start); otherwise every end
+    is an event for ``execute_complete``."""
+
+    def __init__(
+        self, conf: dict[str, Any] | None = None, end: bool = False, settle: float | None = None
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.conf = conf
+        self.end = end
+        self.settle = settle
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return RUN_TRIGGER, {"conf": self.conf, "end": self.end, "settle": self.settle}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from kubernaut.assessment.run import (
+            AssessmentInputError,
+            build_request,
+            known_now,
+            remediation_of,
+            store,
+        )
+
+        conf = self.conf if self.conf is not None else run_conf(getattr(self, "task_instance", None))
+        if conf is None:
+            reason = "the triggerer has no run context for this task: the assessment starts in a worker"
+            yield TriggerEvent({"status": START_IN_WORKER, "reason": reason})  # type: ignore[no-untyped-call]
+            return
+        # Only a task that deferred from a worker can race that worker's end (SETTLE_SECONDS).
+        settle = self.settle if self.settle is not None else (0.0 if self.end else SETTLE_SECONDS)
+        # The same reads as the task's (the configuration Variable, the history row, the
+        # connections): blocking, so in a thread, off the triggerer's event loop.
+        try:
+            run = await asyncio.to_thread(remediation_of, conf)
+        except AssessmentInputError as exc:  # will not get better by retrying
+            self.log.error("kubernaut: %s", exc)
+            if self.end:
+                yield TaskFailedEvent()
+            else:
+                yield TriggerEvent({"status": FAILED, "error": str(exc)})  # type: ignore[no-untyped-call]
+            return
+        request = await asyncio.to_thread(build_request, conf, run)
+        rem = conf["remediation"]
+        self.log.info(
+            "kubernaut: assessing remediation run %s of %s (%s)",
+            rem["run_id"],
+            rem["dag_id"],
+            rem.get("template", "?"),
+        )
+        now = await asyncio.to_thread(known_now, request)
+        if now is not None:
+            evidence, skip = now
+            await asyncio.sleep(settle)
+        else:
+            self.log.info(
+                "kubernaut: assessing in %.0fs (after %.0fs, then a %.0fs window)",
+                max(0.0, float(request["due"]) - time.time()),
+                request["after"],
+                request["window"],
+            )
+            evidence, skip = await wait_and_gather(request, settle, self.log), ""
+        summary, hand_on = await asyncio.to_thread(store, conf, run, request, evidence, skip, self.log)
+        if self.end and not hand_on:
+            yield TaskSuccessEvent(xcoms={"return_value": summary})
+            return
+        yield TriggerEvent({"status": STORED, "summary": summary, "hand_on": hand_on})  # type: ignore[no-untyped-call]
+
+
+def run_conf(task_instance: Any) -> dict[str, Any] | None:
+    """The conf of the run of the task this trigger was started for, as the triggerer gives it
+    (Airflow builds the task's runtime instance for a task started in the triggerer); None when
+    it gives none."""
+    get_context = getattr(task_instance, "get_template_context", None)
+    if get_context is None:
+        return None
+    try:
+        dag_run = get_context().get("dag_run")
+    except Exception:  # no serialized DAG, no run data: the worker will read the run
+        return None
+    conf = getattr(dag_run, "conf", None)
+    return dict(conf) if isinstance(conf, Mapping) else None
 
 
 async def _attempts(read: Any) -> Any:

@@ -94,6 +94,9 @@ class WaitClients:
         self._share_kube = share_kube
         self._stack = AsyncExitStack()
         self._kube: _KubeClient | None = None
+        # Reads of one wait may ask for the client at once (the assessment's evidence): it is
+        # held once, so that ``close`` lets it go.
+        self._kube_lock = asyncio.Lock()
         self._http: dict[str, AsyncServiceClient] = {}
 
     @classmethod
@@ -106,18 +109,19 @@ class WaitClients:
 
     async def kube(self) -> Any:
         """A kubernetes_asyncio ApiClient for the step's Kubernetes connection."""
-        if self._kube is None:
-            if not self._share_kube:
-                self._kube = await _open_kube(self.kube_conn_id)
-            else:
-                shared = _SHARED.setdefault(id(asyncio.get_running_loop()), _Shared())
-                async with shared.locks.setdefault(self.kube_conn_id, asyncio.Lock()):
-                    current = shared.clients.get(self.kube_conn_id)
-                    if current is None:
-                        current = shared.clients[self.kube_conn_id] = await _open_kube(self.kube_conn_id)
-                    self._kube = current
-            self._kube.users += 1
-        return self._kube.client
+        async with self._kube_lock:
+            if self._kube is None:
+                if not self._share_kube:
+                    self._kube = await _open_kube(self.kube_conn_id)
+                else:
+                    shared = _SHARED.setdefault(id(asyncio.get_running_loop()), _Shared())
+                    async with shared.locks.setdefault(self.kube_conn_id, asyncio.Lock()):
+                        current = shared.clients.get(self.kube_conn_id)
+                        if current is None:
+                            current = shared.clients[self.kube_conn_id] = await _open_kube(self.kube_conn_id)
+                        self._kube = current
+                self._kube.users += 1
+            return self._kube.client
 
     async def reset_kube(self) -> None:
         """Let go of the client and have the next ``kube()`` build a new one (after a 401:
