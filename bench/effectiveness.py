@@ -1,15 +1,16 @@
-"""Assessments waiting at once: worker slots used and memory of the triggerer.
+"""Assessments waiting at once: what they cost the scheduler, the triggerer, worker slots and
+memory, and how fast a remediation runs beside them.
 
 On the live stack (airflow standalone: LocalExecutor, PostgreSQL, the sandbox cluster) with
 real Prometheus and Alertmanager as the assessment's connections, starts N runs of a probe
 template whose one step only logs and whose assessment is due in 30 minutes. Each remediation
-run ends at its ``finalize``, which creates a run of the ``kubernaut_assessment`` DAG; waits
-until every assessment run's ``assess_effectiveness`` task is deferred, then prints the
-remediation runs' states (all over: none holds its template's ``max_active_runs``), the
-assessment task states (running/queued hold a worker slot, deferred do not), the worker slots in
-use and the PSS/RSS of the Airflow processes by component beside the idle stack measured in the
-same run. The machinery
-(memory sampling, slot counting) is bench/concurrency.py's.
+run ends at its ``finalize``, which creates a run of the ``kubernaut_assessment`` DAG that waits
+``queued`` until due (its ``run_after``). With the N waiting, it measures for a minute the CPU
+of each Airflow component, the memory, the worker slots in use, and the time a new probe run
+takes from its start to its ``finalize``. The baseline, in the same run: the idle stack, and N
+more assessment runs created the way they waited before (no ``run_after``: running, their task
+deferred in the triggerer until due), measured the same way. The machinery (memory sampling,
+slot counting) is bench/concurrency.py's.
 
     .venv/bin/python bench/effectiveness.py [--runs 100] [--max-active-runs 1000]
 """
@@ -19,17 +20,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from concurrency import sample, slots_in_use
+from concurrency import COMPONENTS, sample, slots_in_use
 from kubernaut.demo import wait
 from kubernaut.live_stack import LiveStack
 from kubernaut.local_stack import machine_parallelism
@@ -96,10 +100,59 @@ def trigger(api: httpx.Client, body: Mapping[str, object], attempts: int = 60) -
         time.sleep(2)
 
 
+def cpu_by_component(root: int) -> Counter[str]:
+    """CPU seconds so far of each Airflow component (its reaped children included)."""
+    found: Counter[str] = Counter()
+    top = psutil.Process(root)
+    for process in [top, *top.children(recursive=True)]:
+        try:
+            times, line = process.cpu_times(), " ".join(process.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        name = next((n for n, marks in COMPONENTS if any(m in line for m in marks)), "other")
+        found[name] += times.user + times.system + times.children_user + times.children_system
+    return found
+
+
+def cpu_per_minute(root: int, seconds: float) -> dict[str, float]:
+    before = cpu_by_component(root)
+    time.sleep(seconds)
+    after = cpu_by_component(root)
+    return {name: 60 * (after[name] - before.get(name, 0.0)) / seconds for name in after}
+
+
+def remediation_seconds(api: httpx.Client, tag: str, times: int = 3) -> float:
+    """The median time of a new probe run, from its start to its ``finalize``'s success."""
+    took = []
+    for i in range(times):
+        run_id = f"latency-{tag}-{i}"
+        alert = {
+            "status": "firing",
+            "labels": {"alertname": "EffectivenessProbe", "namespace": "demo", "deployment": "web"},
+            "fingerprint": run_id,
+        }
+        started = time.monotonic()
+        trigger(api, {"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}})
+        path = f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/finalize"
+        wait(lambda path=path: api.get(path).json().get("state") == "success", 600, run_id, interval=0.2)
+        took.append(time.monotonic() - started)
+    return statistics.median(took)
+
+
+def assessment_runs(api: httpx.Client) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    while True:
+        page = api.get(f"/dags/{ASSESSMENT_DAG}/dagRuns", params={"limit": 100, "offset": len(runs)}).json()
+        runs += page["dag_runs"]
+        if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+            return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for all to be waiting")
+    parser.add_argument("--window", type=float, default=60, help="seconds each CPU measurement lasts")
     parser.add_argument(
         "--max-active-runs",
         type=int,
@@ -122,6 +175,9 @@ def main() -> None:
             api.patch(f"/dags/{DAG}", json={"is_paused": False}).raise_for_status()
             time.sleep(20)  # let the stack settle after start-up and parsing
             idle = sample(root)
+            window = args.window
+            measured: dict[str, tuple[dict[str, float], float]] = {}
+            measured["idle stack"] = (cpu_per_minute(root, window), remediation_seconds(api, "idle"))
 
             started = time.monotonic()
             for i in range(args.runs):
@@ -134,43 +190,64 @@ def main() -> None:
                 trigger(api, body)
 
             def all_waiting() -> Counter[str] | None:
-                states = task_states(api, TASK, ASSESSMENT_DAG)
-                return states if states.get("deferred", 0) >= args.runs else None
+                states = Counter(
+                    r["state"] for r in assessment_runs(api) if r["dag_run_id"].startswith("assess__")
+                )
+                return states if states.get("queued", 0) >= args.runs else None
 
-            wait(all_waiting, args.timeout, f"{args.runs} assessments waiting", interval=5)
+            wait(all_waiting, args.timeout, f"{args.runs} assessment runs waiting queued", interval=5)
             took = time.monotonic() - started
             time.sleep(5)
             busy = sample(root)
-            states, slots = task_states(api, TASK, ASSESSMENT_DAG), slots_in_use(api)
+            states, slots = Counter(r["state"] for r in assessment_runs(api)), slots_in_use(api)
             finalized = task_states(api, "finalize")
             remediations = run_states(api, DAG)
             paused = api.get(f"/dags/{ASSESSMENT_DAG}").json().get("is_paused")
+            queued_label = f"{args.runs} waiting queued (run_after)"
+            measured[queued_label] = (cpu_per_minute(root, window), remediation_seconds(api, "queued"))
+
+            # The baseline: as many more, created the way they waited before (running now, the
+            # task deferred in the triggerer until due), with the conf of a real one.
+            model = next(r for r in assessment_runs(api) if r["dag_run_id"].startswith("assess__"))
+            conf = api.get(f"/dags/{ASSESSMENT_DAG}/dagRuns/{model['dag_run_id']}").json()["conf"]
+            for i in range(args.runs):
+                body = {"dag_run_id": f"running-{i:04d}", "logical_date": None, "conf": conf}
+                api.post(f"/dags/{ASSESSMENT_DAG}/dagRuns", json=body).raise_for_status()
+
+            def all_deferred() -> Counter[str] | None:
+                found = task_states(api, TASK, ASSESSMENT_DAG)
+                return found if found.get("deferred", 0) >= args.runs else None
+
+            wait(all_deferred, args.timeout, f"{args.runs} assessment tasks deferred", interval=5)
+            time.sleep(5)
+            running = sample(root)
+            running_label = f"+ {args.runs} waiting running (deferred)"
+            measured[running_label] = (cpu_per_minute(root, window), remediation_seconds(api, "running"))
         finally:
             stack.stop()
     print(
         f"LocalExecutor, parallelism {machine_parallelism()}, PostgreSQL; probe: one log step, assessed after 30m"
     )
-    print(f"{args.runs} runs started; every assessment waiting after {took:.0f}s")
+    print(f"{args.runs} runs started; every assessment run waiting (queued) after {took:.0f}s")
     print(f"probe template max_active_runs: {args.max_active_runs}")
     print(f"remediation runs (probe DAG): {dict(sorted(remediations.items()))}")
     print(f"finalize task instances: {dict(sorted(finalized.items()))}")
     print(f"{ASSESSMENT_DAG} paused: {paused}")
-    print(f"assess_effectiveness task instances ({ASSESSMENT_DAG}): {dict(sorted(states.items()))}")
+    print(f"{ASSESSMENT_DAG} runs: {dict(sorted(states.items()))}")
     print(f"worker slots in use (running + queued task instances, all DAGs): {slots}")
-    print(f"{'':36} {'PSS MiB':>9} {'RSS MiB':>9} {'procs':>6}")
-    print(f"{'Airflow processes, idle stack':36} {idle[0]:9.0f} {idle[1]:9.0f} {idle[2]:6d}")
-    print(f"{f'Airflow processes, {args.runs} assessing':36} {busy[0]:9.0f} {busy[1]:9.0f} {busy[2]:6d}")
-    trig_idle, trig_busy = idle[3].get("triggerer", 0.0), busy[3].get("triggerer", 0.0)
+    names = sorted({n for cpu, _ in measured.values() for n in cpu})
+    print(f"\nCPU s per minute by component ({window:.0f} s each), and a new probe run's start to finalize")
+    print(f"{'':40} " + " ".join(f"{n[:12]:>12}" for n in names) + f" {'run s':>7}")
+    for label, (cpu, seconds) in measured.items():
+        print(f"{label:40} " + " ".join(f"{cpu.get(n, 0.0):12.2f}" for n in names) + f" {seconds:7.1f}")
+    print(f"\n{'':40} {'PSS MiB':>9} {'RSS MiB':>9} {'procs':>6}")
+    print(f"{'Airflow processes, idle stack':40} {idle[0]:9.0f} {idle[1]:9.0f} {idle[2]:6d}")
+    print(f"{queued_label:40} {busy[0]:9.0f} {busy[1]:9.0f} {busy[2]:6d}")
+    print(f"{running_label:40} {running[0]:9.0f} {running[1]:9.0f} {running[2]:6d}")
+    trig = [m[3].get("triggerer", 0.0) for m in (idle, busy, running)]
     print(
-        f"triggerer PSS: {trig_idle:.0f} MiB idle -> {trig_busy:.0f} MiB with {args.runs} assessments waiting "
-        f"({(trig_busy - trig_idle) / args.runs * 1024:.0f} KiB per assessment)"
-    )
-    print(
-        "PSS by component (idle -> assessing): "
-        + ", ".join(
-            f"{name} {idle[3].get(name, 0):.0f} -> {busy[3].get(name, 0):.0f}"
-            for name in sorted(set(idle[3]) | set(busy[3]))
-        )
+        f"triggerer PSS: {trig[0]:.0f} MiB idle, {trig[1]:.0f} with {args.runs} queued, {trig[2]:.0f} with "
+        f"{args.runs} more deferred ({(trig[2] - trig[1]) / args.runs * 1024:.0f} KiB per deferred assessment)"
     )
 
 

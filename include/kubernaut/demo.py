@@ -384,7 +384,11 @@ def run_demo(workdir: Path, keep_running: bool, history_db: str = HISTORY_DB) ->
         )
         say(f"see it in the UI: {airflow.url}/dags/{DEMO_TEMPLATE_DAG}/runs/{run_id}")
         assess_run = assessment_run_id(DEMO_TEMPLATE_DAG, run_id)
-        say(f"waiting for its effectiveness assessment (run {assess_run} of {ASSESSMENT_DAG_ID}) ...")
+        queued = api.get(f"/dags/{ASSESSMENT_DAG_ID}/dagRuns/{assess_run}").json()
+        say(
+            f"waiting for its effectiveness assessment (run {assess_run} of {ASSESSMENT_DAG_ID}, "
+            f"{queued.get('state')} until {queued.get('run_after')}: the run's end + after + window) ..."
+        )
         say_assessment(wait_for_assessment(history_url, run_id))
 
         def assessed() -> str | None:  # the run the UI shows, as its REST API says

@@ -116,6 +116,8 @@ def build_plan(plan: DagPlan, source: str | Path | None = None) -> DAG:
         rollback = KubernautRollbackOperator(
             task_id=ROLLBACK_TASK,
             template=name,
+            steps=[t.task_id for t in exit_.values()],
+            gates=[g.task_id for s, g in entry.items() if g is not exit_[s]],
             trigger_rule="all_done",
             retries=2,
             retry_delay=timedelta(seconds=10),
@@ -146,9 +148,9 @@ def _durations(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def assessment_dag(max_active_runs: int = 1024) -> DAG:
     """The one DAG that assesses every remediation run (operators/assess.py): a run per
-    remediation run, created by its ``finalize``; its one task waits deferred in the
-    triggerer, so many runs at once cost no worker slot (hence the high ``max_active_runs``).
-    Created unpaused: a paused one would leave every assessment queued."""
+    remediation run, created by its ``finalize`` to start when due (``run_after``: it waits
+    queued, at no cost); its one task runs in the triggerer (``max_active_runs`` is high: many
+    may be due at once). Created unpaused: a paused one would leave every assessment queued."""
     dag = DAG(
         dag_id=ASSESSMENT_DAG_ID,
         description="Did it help? The delayed effectiveness assessment of each remediation run",
@@ -161,10 +163,11 @@ def assessment_dag(max_active_runs: int = 1024) -> DAG:
         doc_md=(
             "One run per remediation run, created by the remediation's `finalize` task (run id "
             "`assess__<dag_id>__<run_id>`; its note and `conf.remediation` name the remediation "
-            "run). After the template's `effectiveness.after` + `window` (waiting deferred, in the "
-            "triggerer), scores whether the alert went away and stayed away, the target's health, "
-            "the declared metrics and whether the change was reverted, and stores the assessment "
-            "with the remediation run in the history (`kubernaut history show <run>`)."
+            "run). After the template's `effectiveness.after` + `window` (the run waits queued "
+            "until then: its Run After), its task scores, in the triggerer, whether the alert "
+            "went away and stayed away, the target's health, the declared metrics and whether the "
+            "change was reverted, and stores the assessment with the remediation run in the "
+            "history (`kubernaut history show <run>`)."
         ),
     )
     with dag:

@@ -84,3 +84,31 @@ def test_a_bare_alert_conf_is_carried_too() -> None:
 def test_a_refusal_is_reported_not_raised() -> None:
     found = request_assessment(context(), run({}), "x", "rolled_back", {}, airflow=ExecutionApi(refuse=True))
     assert found["status"] == "not_requested" and "DAG not found" in found["error"]
+
+
+def test_the_run_waits_queued_until_due_unless_there_is_no_alert() -> None:
+    """Its ``run_after``: the remediation's end + ``after`` (the template's) + ``window`` (the
+    configuration's default, 30 min); with no alert to assess, now (None)."""
+    from kubernaut.alert import alert_context
+
+    api = ExecutionApi()
+    conf = {"alert": {"status": "firing", "labels": {"alertname": "A", "pod": "p"}}}
+    alerted = RunContext(
+        conf=conf,
+        alert=alert_context(conf),
+        config=parse_config({}, "test"),
+        history=None,
+        run_id=None,
+        cluster=Cluster("", "kubernetes_default"),
+    )
+    found = request_assessment(context(), alerted, "x", "success", {"after": 5.0}, airflow=api)
+    [msg] = api.runs.values()
+    assert msg.run_after is not None
+    due = (msg.conf or {})["remediation"]["ended"] + 5.0 + 1800.0
+    assert abs(msg.run_after.timestamp() - due) < 1e-3  # (a datetime keeps microseconds)
+    assert found["run_after"] == msg.run_after.isoformat()
+
+    api = ExecutionApi()
+    found = request_assessment(context(), run({}), "x", "success", {"after": 5.0}, airflow=api)
+    [msg] = api.runs.values()
+    assert msg.run_after is None and "run_after" not in found

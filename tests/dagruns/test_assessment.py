@@ -138,6 +138,16 @@ def _assessment_runs(remediation: Any) -> list[Any]:
         ]
 
 
+def _run_after(run_id: str) -> float:
+    """When the scheduler may start the assessment run ``run_id`` (epoch seconds)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == ASSESSMENT_DAG_ID, DagRun.run_id == run_id).one()
+        return float(run.run_after.timestamp())
+
+
 def _active_runs(dag_id: str) -> int:
     """Airflow's count against ``max_active_runs`` (queued and running runs of the DAG)."""
     from airflow.models.dagrun import DagRun
@@ -217,6 +227,10 @@ def test_finalize_creates_one_assessment_run_and_the_template_is_free(
         )
         assert conf["remediation"]["outcome"] == "rolled_back" and conf["alert"]["labels"] == labels
         assert conf["effectiveness"] == {"after": 1.0, "window": 1.0, "metrics": []}
+        # It waits queued until due (the run's end + after + window): the scheduler examines
+        # only runs that are due, so a waiting assessment costs it nothing.
+        due = conf["remediation"]["ended"] + 2.0
+        assert abs(_run_after(run_id) - due) < 0.01, (_run_after(run_id), due)
         assert dr.run_id in note and dag.dag_id in note
         # The remediation run is over while its assessment waits: the template's
         # max_active_runs (1) no longer holds back the next alert.
@@ -226,6 +240,7 @@ def test_finalize_creates_one_assessment_run_and_the_template_is_free(
         assert history is not None and history["status"] == "rolled_back" and history["assessment"] is None
         [requested] = [o for o in history["outcomes"] if o["kind"] == RUN_OUTCOME_KIND]
         assert requested["outcome"] == "requested" and requested["detail"]["run_id"] == run_id
+        assert abs(datetime.fromisoformat(requested["detail"]["run_after"]).timestamp() - due) < 0.01
 
         run = _assess(assessed_dags, conf)
     finally:

@@ -202,3 +202,91 @@ def test_history_cli_lists_and_shows_a_rolled_back_run(
     assert "status rolled_back validate-no-oom-kills failed" in out
     assert "raise-memory-limit" in out and "applied  attempts=1" in out
     assert main(["show", "no-such-run"]) == 1
+
+
+class _StartedByTheScheduler:
+    """What the triggerer hands a trigger of a task it started: the task's runtime instance
+    (its DAG and run ids), whose ``get_task_states`` asks the Execution API; here the same
+    query on the metadata DB that API runs (the live stack: tests/triggers/test_live_deferral)."""
+
+    def __init__(self, dag_id: str, run_id: str) -> None:
+        self.dag_id, self.run_id, self.task_id = dag_id, run_id, "rollback"
+
+    @staticmethod
+    def get_task_states(
+        dag_id: str, task_ids: list[str] | None = None, run_ids: list[str] | None = None, **_: Any
+    ) -> dict[str, dict[str, Any]]:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+
+        found: dict[str, dict[str, Any]] = {}
+        with create_session() as session:
+            rows = session.query(TaskInstance).filter(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.task_id.in_(task_ids or []),
+                TaskInstance.run_id.in_(run_ids or []),
+            )
+            for ti in rows:
+                found.setdefault(ti.run_id, {})[ti.task_id] = ti.state
+        return found
+
+
+def _decided(dag: Any, ti: Any) -> Any:
+    """The one event of the rollback task's trigger as the scheduler starts it."""
+    import asyncio
+
+    from kubernaut.triggers.rollback import RollbackCheckTrigger
+
+    args = dag.get_task("rollback").start_trigger_args
+    trigger = RollbackCheckTrigger(**args.trigger_kwargs)
+    if ti is not None:
+        trigger.task_instance = ti
+
+    async def events() -> list[Any]:
+        return [e async for e in trigger.run()]
+
+    [event] = asyncio.run(events())
+    return event
+
+
+def test_the_triggerer_skips_the_rollback_of_a_run_where_nothing_failed(
+    dagbag: Any, cluster: SandboxCluster
+) -> None:
+    """The scheduler starts ``rollback`` in the triggerer: nothing failed -> ``skipped`` there,
+    as the worker would (no process for it); a failed step, an approval gate, or no run to read
+    -> handed to a worker, which decides from the same states and undoes."""
+    from airflow.triggers.base import TaskSkippedEvent
+
+    from kubernaut.triggers.rollback import IN_WORKER, ROLLBACK_TRIGGER
+
+    dag = dagbag.dags["kubernaut_oom_resource_exhaustion"]
+    task = dag.get_task("rollback")
+    args = task.start_trigger_args
+    assert task.start_from_trigger and args is not None and args.trigger_cls == ROLLBACK_TRIGGER
+    steps = [t.task_id for t in dag.tasks if t.task_id not in ("rollback", "finalize")]
+    assert args.trigger_kwargs == {"steps": steps, "gates": []}
+    assert args.next_method == "execute_complete"
+
+    failed, states = run_failing(dagbag, "oom-resource-exhaustion", "validate-no-oom-kills", cluster)
+    assert states["validate-no-oom-kills"] == "failed" and states["rollback"] == "success", states
+    event = _decided(dag, _StartedByTheScheduler(dag.dag_id, failed.run_id))
+    assert not isinstance(event, TaskSkippedEvent)
+    assert event.payload["status"] == IN_WORKER
+    assert "validate-no-oom-kills failed" in event.payload["reason"]
+
+    cluster.clear_faults()  # rolled back to the limit that is too low: the fault again, anew
+    green = dag.test(run_conf=SCENARIOS["oom-resource-exhaustion"][0](cluster))
+    states = {ti.task_id: str(ti.state) for ti in green.get_task_instances()}
+    assert states["rollback"] == "skipped" and str(green.state) == "success", states
+    for _ in range(2):  # a triggerer restart: the same decision
+        assert isinstance(_decided(dag, _StartedByTheScheduler(dag.dag_id, green.run_id)), TaskSkippedEvent)
+
+    event = _decided(dag, None)  # the triggerer handed no run: a worker decides
+    assert event.payload["status"] == IN_WORKER and "no run" in event.payload["reason"]
+    gated = dagbag.dags["kubernaut_node_not_ready_replace"]
+    assert gated.get_task("rollback").start_trigger_args.trigger_kwargs["gates"] == [
+        "approve-drain-node",
+        "approve-replace-node",
+    ]
+    event = _decided(gated, _StartedByTheScheduler(gated.dag_id, green.run_id))
+    assert event.payload["status"] == IN_WORKER and "approval gates" in event.payload["reason"]

@@ -189,6 +189,8 @@ def _assert_assessed(out: str) -> str:
         assert f"the assessment's verdict will be 'unknown' ({unmeasured})" in out
         assert "assessment: unknown" in out, out
         verdict = "unknown"
+    # The assessment run waits queued until due (no running run for the scheduler to examine).
+    assert re.search(r", queued until \S+: the run's end \+ after \+ window\) \.\.\.", out), out
     link = re.search(r"the assessment in the UI: \S+/dags/kubernaut_assessment/runs/(\S+)", out)
     assert link and link.group(1).startswith("assess__kubernaut_deployment_replica_mismatch__"), out
     assert f"assessment run {link.group(1)}: success" in out, out  # the run the UI lists

@@ -3,7 +3,9 @@ triggerer), the sandbox keeping rollouts slow (a new pod is Ready after 10 s):
 
 - a step waiting for its rollout is ``deferred``: it holds no worker slot;
 - the triggerer SIGKILLed mid-wait and started again: the run finishes green and the
-  deployment was changed once (one new revision), the step never ran its change again.
+  deployment was changed once (one new revision), the step never ran its change again;
+- ``rollback`` starts in the triggerer: a green run's ends there (no worker process), a run
+  whose step failed goes on to a worker, which undoes the change.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def rolled_out(stack: LiveStack, name: str) -> bool:
     )
 
 
-def start_run(api: httpx.Client, stack: LiveStack, name: str, run_id: str) -> str:
+def start_run(
+    api: httpx.Client, stack: LiveStack, name: str, run_id: str, inject: dict[str, str] | None = None
+) -> str:
     wait(
         lambda: (
             (deployment(stack, name).get("status") or {}).get("readyReplicas")
@@ -90,7 +94,8 @@ def start_run(api: httpx.Client, stack: LiveStack, name: str, run_id: str) -> st
         "labels": {"alertname": "KubernautRolloutRestart", "namespace": "demo", "deployment": name},
         "fingerprint": run_id,
     }
-    body = {"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}}
+    conf: dict[str, Any] = {"alert": alert, **({"inject_failure": inject} if inject else {})}
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
     api.post(f"/dags/{DAG}/dagRuns", json=body).raise_for_status()
     return f"/dags/{DAG}/dagRuns/{run_id}"
 
@@ -121,6 +126,31 @@ def test_a_waiting_step_is_deferred_and_holds_no_worker_slot(stack: LiveStack) -
     assert finished(api, run) == "success"
     ti = api.get(f"{run}/taskInstances/rollout-restart").json()
     assert ti["try_number"] == 1 and ti["state"] == "success"
+    # Nothing failed: the rollback task was decided and ended in the triggerer.
+    rollback = api.get(f"{run}/taskInstances/rollback").json()
+    assert rollback["state"] == "skipped", rollback
+    assert not rollback["hostname"] and rollback["pid"] is None, rollback  # no worker process
+
+
+def restarted_at(stack: LiveStack, name: str) -> str | None:
+    annotations = deployment(stack, name)["spec"]["template"]["metadata"].get("annotations") or {}
+    return annotations.get("kubectl.kubernetes.io/restartedAt")
+
+
+def test_a_failed_runs_rollback_goes_from_the_triggerer_to_a_worker_that_undoes(stack: LiveStack) -> None:
+    api = api_client(stack)
+    wait(lambda: rolled_out(stack, "web"), 120, "the rollout of web")
+    before = restarted_at(stack, "web")
+    run = start_run(api, stack, "web", "rollback-in-worker-1", inject={"step": "validate-rollout"})
+    assert finished(api, run) == "failed", task_states(api, run)
+    states = task_states(api, run)
+    assert states["validate-rollout"] == "failed" and states["rollback"] == "success", states
+    rollback = api.get(f"{run}/taskInstances/rollback").json()
+    assert rollback["hostname"] and rollback["pid"], rollback  # it ran in a worker
+    result = api.get(f"{run}/taskInstances/rollback/xcomEntries/return_value").json()["value"]
+    # (The failed step's failure callback may have undone it first: the journal undoes once.)
+    assert result["failed_steps"] == ["validate-rollout"] and not result["failed"], result
+    assert restarted_at(stack, "web") == before  # the restart's annotation is as it was
 
 
 def triggerer_tree(stack: LiveStack) -> list[psutil.Process]:

@@ -82,17 +82,24 @@ def remediation_of(conf: Mapping[str, Any]) -> RemediationRun:
     )
 
 
+def delays(settings: Mapping[str, Any] | None, config: KubernautConfig) -> tuple[float, float]:
+    """``(after, window)`` in seconds: the template's ``effectiveness``, else the configuration's."""
+    cfg = config.effectiveness
+    after = (settings or {}).get("after")
+    window = (settings or {}).get("window")
+    return (
+        float(after) if after is not None else cfg.after.total_seconds(),
+        float(window) if window is not None else cfg.window.total_seconds(),
+    )
+
+
 def build_request(conf: Mapping[str, Any], run: RemediationRun) -> dict[str, Any]:
     """What the services are asked, and when (``kubernaut.triggers.assessment.AssessmentTrigger``)."""
     from kubernaut.assessment.probes import drift_probes
 
     rem: Mapping[str, Any] = conf[CONF_KEY]
     settings: Mapping[str, Any] = conf.get("effectiveness") or {}
-    cfg = run.config.effectiveness
-    after = settings.get("after")
-    window = settings.get("window")
-    after = float(after) if after is not None else cfg.after.total_seconds()
-    window = float(window) if window is not None else cfg.window.total_seconds()
+    after, window = delays(settings, run.config)
     ended = float(rem.get("ended") or time.time())
     probes: list[dict[str, Any]] = []
     outcome = str(rem.get("outcome") or "")

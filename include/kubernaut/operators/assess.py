@@ -7,11 +7,13 @@ a success) and asks for the assessment (``request_assessment``): it creates a ru
 and run id, so a retried ``finalize`` finds the run it created and never makes a second one.
 The remediation run is then over: it no longer counts against its template's
 ``max_active_runs`` while the assessment waits (``after`` + ``window``, 40 minutes by default).
+The assessment run waits ``queued`` until it is due (``run_after``, ``due_at``): the scheduler
+examines only runs that are due, so waiting costs nothing.
 
 The assessment run's one task, ``assess_effectiveness`` (``KubernautAssessOperator``), reads
 the remediation from its conf (``remediation``: DAG id, run id, template, history id, start and
 end, outcome; the alert; the cluster; the template's ``effectiveness``), waits in the
-triggerer until the remediation's end + ``after`` + ``window``, scores what it gathered
+triggerer until the remediation's end + ``after`` + ``window`` if started before, scores what it gathered
 (``kubernaut.assessment``) and stores it in the history under the
 *remediation's* run. Both runs name each other: the assessment run's note and conf name the
 remediation run; the remediation's history has an outcome of kind ``assessment_run`` naming the
@@ -25,6 +27,7 @@ where it also ends: no worker process at all, unless an ineffective verdict hand
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import time
 from collections.abc import Mapping
@@ -113,8 +116,11 @@ def request_assessment(
     conf = assessment_conf(context, run, template, outcome, settings)
     note = f"Assessment of remediation run {dag_run.run_id} of {dag_run.dag_id} ({template}, {outcome})"
     found: dict[str, Any] = {"dag_id": ASSESSMENT_DAG_ID, "run_id": run_id}
+    due = due_at(conf, run)
+    if due is not None:
+        found["run_after"] = due.isoformat()
     try:
-        found["created"] = _trigger(airflow or TaskAirflow(), run_id, conf, note)
+        found["created"] = _trigger(airflow or TaskAirflow(), run_id, conf, note, due)
         found["status"] = "requested"
     except Exception as exc:
         found["status"], found["error"] = "not_requested", f"{type(exc).__name__}: {exc}"
@@ -138,12 +144,37 @@ def request_assessment(
     return found
 
 
-def _trigger(airflow: Any, run_id: str, conf: Mapping[str, Any], note: str) -> bool:
+def due_at(conf: Mapping[str, Any], run: RunContext) -> datetime.datetime | None:
+    """When the assessment run starts (its ``run_after``): the remediation's end + ``after`` +
+    ``window``. Until then it waits ``queued``, which costs nothing: the scheduler examines
+    only runs that are due, while a running one whose task waits deferred is examined again and
+    again among every running run (20 per scheduler loop), slowing the remediations' own.
+    None (now): a run with no alert to assess has its verdict at once."""
+    from kubernaut.assessment.run import delays
+
+    if not (run.alert.get("labels") or {}).get("alertname"):
+        return None
+    after, window = delays(conf.get("effectiveness"), run.config)
+    due = float(conf[CONF_KEY]["ended"]) + after + window
+    return datetime.datetime.fromtimestamp(due, datetime.UTC)
+
+
+def _trigger(
+    airflow: Any,
+    run_id: str,
+    conf: Mapping[str, Any],
+    note: str,
+    run_after: datetime.datetime | None = None,
+) -> bool:
     """True: created; False: it existed (a retried finalize). Raises when Airflow refuses."""
     from airflow.sdk.exceptions import ErrorType
     from airflow.sdk.execution_time.comms import ErrorResponse, TriggerDagRun
 
-    answer = airflow._send(TriggerDagRun(dag_id=ASSESSMENT_DAG_ID, run_id=run_id, conf=dict(conf), note=note))
+    answer = airflow._send(
+        TriggerDagRun(
+            dag_id=ASSESSMENT_DAG_ID, run_id=run_id, conf=dict(conf), note=note, run_after=run_after
+        )
+    )
     if isinstance(answer, ErrorResponse):
         if answer.error == ErrorType.DAGRUN_ALREADY_EXISTS:
             return False

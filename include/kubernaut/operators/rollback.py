@@ -3,8 +3,11 @@
 ``rollback`` (trigger rule all_done, after the last steps) undoes the journaled changes when
 the run did not do all it meant to: a step or an approval gate ``failed`` (timed out
 included) or ``upstream_failed``, or a person rejected a gate (unless that step says
-``on_reject: keep``). ``finalize`` (all_done) records the outcome and fails the run unless
-it is ``success``: a run is green only when every step it meant to run succeeded.
+``on_reject: keep``). The scheduler starts it in the triggerer
+(``kubernaut.triggers.rollback``), which ends it ``skipped`` when no step failed in a run
+without gates, and hands it to a worker (``execute``) otherwise. ``finalize`` (all_done)
+records the outcome and fails the run unless it is ``success``: a run is green only when
+every step it meant to run succeeded.
 
 The callback on each step is a fast path only: it declines while retries remain, and the
 journal makes a second or late call a no-op (apache/airflow #65400, #63374).
@@ -12,13 +15,15 @@ journal makes a second or late call a no-op (apache/airflow #65400, #63374).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.triggers.base import StartTriggerArgs
 
 from kubernaut.operators.base import KubernautOperator
+from kubernaut.triggers.rollback import FAILED_STATES, ROLLBACK_TRIGGER
 
 # What the tasks need to run is imported when they run: the DAG processor imports this module
 # for every parse (kubernaut.preload imports it all once in the process that forks the tasks).
@@ -30,8 +35,6 @@ if TYPE_CHECKING:
 
 ROLLBACK_TASK, FINALIZE_TASK = "rollback", "finalize"
 GREEN_OUTCOMES = ("success", "not_needed")  # a run ends green only as one of these
-# A task that ended in one of these did not do what the run meant it to do.
-FAILED_STATES = ("failed", "upstream_failed")
 
 
 def _step_operators(dag: Any) -> dict[str, Any]:
@@ -55,20 +58,25 @@ class RunState:
     failed: list[str] = field(default_factory=list)  # steps and gates in FAILED_STATES
     rejected: list[str] = field(default_factory=list)  # gates a person answered with Reject
     rollback_on_reject: bool = False  # a rejected gate asks for the earlier changes to be undone
+    others: dict[str, str] = field(default_factory=dict)  # the states of ``also`` (read()), apart
 
     @classmethod
-    def read(cls, context: Any) -> RunState:
+    def read(cls, context: Any, also: Sequence[str] = ()) -> RunState:
+        """``also``: tasks whose states to read in the same Execution API call."""
         from kubernaut.operators.approval import approval_gates, rejected_gates
 
         dag = context["dag"]
         gates = approval_gates(dag)
-        states = _states(context, [*_step_operators(dag), *gates])
+        watched = [*_step_operators(dag), *gates]
+        found = _states(context, [*watched, *also])
+        states = {t: found[t] for t in watched}
         rejected = rejected_gates(context) if gates else []
         return cls(
             states=states,
             failed=[t for t, s in states.items() if s in FAILED_STATES],
             rejected=rejected,
             rollback_on_reject=any(gates[g].on_reject == "rollback" for g in rejected),
+            others={t: found[t] for t in also},
         )
 
     @property
@@ -171,11 +179,31 @@ def _notify(context: Any, run: RunContext, title: str, result: Mapping[str, Any]
 
 
 class KubernautRollbackOperator(KubernautOperator):
-    """Undo every journaled change in reverse completion order when the run did not succeed."""
+    """Undo every journaled change in reverse completion order when the run did not succeed.
 
-    def __init__(self, *, template: str, **kwargs: Any) -> None:
+    ``steps``, ``gates``: the task ids of the run's steps and approval gates. Given steps, the
+    scheduler starts the task in the triggerer (``RollbackCheckTrigger``): it ends there
+    ``skipped`` when nothing failed, or resumes here in ``execute_complete``."""
+
+    def __init__(
+        self, *, template: str, steps: Sequence[str] = (), gates: Sequence[str] = (), **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.template = template
+        if steps:
+            self.start_from_trigger = True
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls=ROLLBACK_TRIGGER,
+                trigger_kwargs={"steps": list(steps), "gates": list(gates)},
+                next_method="execute_complete",
+                next_kwargs=None,
+                timeout=None,
+            )
+
+    def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Handed over by the triggerer: decide and undo here, from the same states."""
+        self.log.info("kubernaut: from the triggerer: %s", (event or {}).get("reason", ""))
+        return self.execute(context)
 
     def execute(self, context: Any) -> dict[str, Any]:
         state = RunState.read(context)
@@ -238,11 +266,11 @@ class KubernautFinalizeOperator(KubernautOperator):
         self.assessment = dict(assessment or {})
 
     def execute(self, context: Any) -> dict[str, Any]:
-        state = RunState.read(context)
+        state = RunState.read(context, also=[ROLLBACK_TASK])
         from kubernaut.operators.resolved import recorded as resolved_outcome
         from kubernaut.operators.run_context import RunContext
 
-        rollback_state = _states(context, [ROLLBACK_TASK])[ROLLBACK_TASK]
+        rollback_state = state.others[ROLLBACK_TASK]
         run = RunContext.open(context, self.template, dry_run=False)
         journal = None
         if run.history is not None and run.run_id is not None:
