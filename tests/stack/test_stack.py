@@ -239,6 +239,9 @@ def test_demo_scenario_through_alertmanager_runs_on_celery(stack: Stack) -> None
     tis = api.get(f"{path}/taskInstances").json()["task_instances"]
     ran = [t for t in tis if t["state"] == "success"]
     assert ran and all(t["executor"] in (None, "CeleryExecutor") for t in ran), tis
+    # Nothing failed: its rollback was decided and skipped in the triggerer, no Celery task.
+    rollback = task(api, path, "rollback")
+    assert rollback["state"] == "skipped" and not rollback["hostname"] and rollback["pid"] is None, rollback
     # Every task went through Celery: one message per task, each received by a worker.
     received = sum(
         stack.components[n].log.read_text(errors="replace").count("execute_workload")
