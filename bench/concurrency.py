@@ -74,6 +74,16 @@ COMPONENTS = (
 )
 
 
+def probe_run(alertname: str, run_id: str) -> dict[str, object]:
+    """The REST body of a probe run: its alert names demo/web, its fingerprint is the run id."""
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": alertname, "namespace": "demo", "deployment": "web"},
+        "fingerprint": run_id,
+    }
+    return {"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}}
+
+
 def sample(root: int, times: int = 3, pause: float = 2.0) -> tuple[float, float, int, dict[str, float]]:
     """The median of a few samples (memory moves with every scheduler loop)."""
     samples = []
@@ -139,13 +149,9 @@ def main() -> None:
 
             started = time.monotonic()
             for i in range(args.runs):
-                alert = {
-                    "status": "firing",
-                    "labels": {"alertname": "ConcurrencyProbe", "namespace": "demo", "deployment": "web"},
-                    "fingerprint": f"probe-{i}",
-                }
-                body = {"dag_run_id": f"probe-{i:04d}", "logical_date": None, "conf": {"alert": alert}}
-                api.post(f"/dags/{DAG}/dagRuns", json=body).raise_for_status()
+                api.post(
+                    f"/dags/{DAG}/dagRuns", json=probe_run("ConcurrencyProbe", f"probe-{i:04d}")
+                ).raise_for_status()
 
             def all_waiting() -> Counter[str] | None:
                 states = task_states(api)

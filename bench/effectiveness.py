@@ -33,7 +33,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from concurrency import COMPONENTS, sample, slots_in_use
+from concurrency import COMPONENTS, probe_run, sample, slots_in_use
 from kubernaut.demo import wait
 from kubernaut.live_stack import LiveStack
 from kubernaut.local_stack import machine_parallelism
@@ -126,13 +126,8 @@ def remediation_seconds(api: httpx.Client, tag: str, times: int = 3) -> float:
     took = []
     for i in range(times):
         run_id = f"latency-{tag}-{i}"
-        alert = {
-            "status": "firing",
-            "labels": {"alertname": "EffectivenessProbe", "namespace": "demo", "deployment": "web"},
-            "fingerprint": run_id,
-        }
         started = time.monotonic()
-        trigger(api, {"dag_run_id": run_id, "logical_date": None, "conf": {"alert": alert}})
+        trigger(api, probe_run("EffectivenessProbe", run_id))
         path = f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/finalize"
         wait(lambda path=path: api.get(path).json().get("state") == "success", 600, run_id, interval=0.2)
         took.append(time.monotonic() - started)
@@ -181,13 +176,7 @@ def main() -> None:
 
             started = time.monotonic()
             for i in range(args.runs):
-                alert = {
-                    "status": "firing",
-                    "labels": {"alertname": "EffectivenessProbe", "namespace": "demo", "deployment": "web"},
-                    "fingerprint": f"probe-{i}",
-                }
-                body = {"dag_run_id": f"probe-{i:04d}", "logical_date": None, "conf": {"alert": alert}}
-                trigger(api, body)
+                trigger(api, probe_run("EffectivenessProbe", f"probe-{i:04d}"))
 
             def all_waiting() -> Counter[str] | None:
                 states = Counter(

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from concurrency import sample
+from concurrency import probe_run, sample
 from kubernaut.demo import wait
 from kubernaut.live_stack import LiveStack
 
@@ -53,12 +53,7 @@ def main() -> None:
             started = 0
             for _ in range(args.batches):
                 for _ in range(args.batch):
-                    alert = {
-                        "status": "firing",
-                        "labels": {"alertname": "MemoryProbe", "namespace": "demo", "deployment": "web"},
-                        "fingerprint": f"m{started}",
-                    }
-                    body = {"dag_run_id": f"m{started:05d}", "logical_date": None, "conf": {"alert": alert}}
+                    body = probe_run("MemoryProbe", f"m{started:05d}")
                     api.post(f"/dags/{DAG}/dagRuns", json=body).raise_for_status()
                     started += 1
 
