@@ -111,6 +111,14 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     except Exception as exc:
         logging.getLogger(__name__).warning("kubernaut: not preloading the rendering: %s", exc)
         failed.append("rendering")
+    try:  # the template cache's stamp of the code (a walk of the package and of sys.path),
+        # which every task's one-DAG parse checks; the fork runs this very code, so it holds.
+        from kubernaut.templates.cache import code_stamp
+
+        code_stamp()
+    except Exception as exc:
+        logging.getLogger(__name__).warning("kubernaut: not preloading the code stamp: %s", exc)
+        failed.append("code stamp")
     try:
         from airflow.sdk.plugins_manager import _get_plugins
 

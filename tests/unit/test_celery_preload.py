@@ -28,7 +28,9 @@ if pid == 0:
     from kubernaut.actions.registry import registry
     registry.get("kubernetes", "get_deployment_status"), registry.get("kubernetes", "drain_node")
     plugins, _ = _get_plugins()
-    os.write(1, b"CHILD " + json.dumps({"child_cpu": time.process_time() - t,
+    from kubernaut.templates.cache import code_stamp
+    stamped = code_stamp.cache_info().currsize  # before the parse asks: computed in the parent
+    os.write(1, b"CHILD " + json.dumps({"child_cpu": time.process_time() - t, "stamped": stamped,
                             "plugins": sorted(p.name for p in plugins)}).encode() + b"\\n")
     os._exit(0)
 os.waitpid(pid, 0)
@@ -66,6 +68,8 @@ def test_celery_config_preloads_the_task_imports_and_the_plugins(tmp_path: Path)
     assert {"kubernaut_intake", "kubernaut_ui"} <= set(child["plugins"]), child
     # a fresh interpreter spends ~0.6 CPU s on these; the fork finds them loaded
     assert child["child_cpu"] < 0.05, child
+    # the template cache's code stamp too (each task's one-DAG parse checks it)
+    assert child["stamped"] == 1, child
 
 
 LOCAL = """
