@@ -50,6 +50,7 @@ PRELOAD = (
     "kubernaut.kube.pods",
     "kubernaut.kube.quantity",
     "kubernaut.kube.rollout",
+    "kubernaut.kube.timestamps",
     "kubernaut.kube.waiting",
     "kubernaut.kube.workloads",
     "kubernaut.policy",

@@ -198,10 +198,13 @@ def wait_error(outcome: WaitOutcome) -> ActionError:
 
 
 def default_kube_client(conn_id: str) -> ApiClient:
-    """Cluster access goes only through the cncf-kubernetes provider's KubernetesHook."""
+    """Cluster access goes only through the cncf-kubernetes provider's KubernetesHook
+    (its client's timestamps read by the standard library: kubernaut.kube.timestamps)."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-    return KubernetesHook(conn_id=conn_id).api_client
+    from kubernaut.kube.timestamps import fast_timestamps
+
+    return fast_timestamps(KubernetesHook(conn_id=conn_id).api_client)
 
 
 @dataclass

@@ -73,9 +73,13 @@ _SHARED: dict[int, _Shared] = {}  # by id() of the running event loop
 async def _open_kube(conn_id: str) -> _KubeClient:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
 
+    from kubernaut.kube.timestamps import fast_timestamps
+
     stack = AsyncExitStack()
     try:
-        client = await stack.enter_async_context(AsyncKubernetesHook(conn_id=conn_id).get_conn())
+        client = fast_timestamps(
+            await stack.enter_async_context(AsyncKubernetesHook(conn_id=conn_id).get_conn())
+        )
     except Exception as exc:
         await stack.aclose()
         raise KubeError(f"Kubernetes connection {conn_id!r}: cannot build a client: {exc}") from exc
